@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from spaces_scheduler.cli import main
+
+main()
