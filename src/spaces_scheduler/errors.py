@@ -3,7 +3,7 @@
 The tree, so a reader gets the map at once:
 
     SchedulerError                 base of everything we raise on purpose
-    ├── ConfigError                the config file is wrong (exit 2); holds every problem
+    ├── ConfigError                a wrong config file (exit 2); lists every problem
     ├── CredentialsError           no token, a rejected token, or a Space the token
     │                              may not manage, found before acting (exit 2)
     ├── StoreError                 the state store cannot be opened or written

@@ -1,0 +1,208 @@
+"""Acting on many Spaces at once: the checks before the first action, the pool of
+runs, and the one line per run that commands print.
+
+Before the first action every acting command checks the token (whoami, once per
+process) and that it may manage each Space; a failure there raises
+`CredentialsError` and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import click
+
+from spaces_scheduler.action import Action
+from spaces_scheduler.errors import CredentialsError, HubError
+from spaces_scheduler.hub import HubClient, Identity, RequestBudget, resolve_token
+from spaces_scheduler.outcome import Outcome, OutcomeKind
+from spaces_scheduler.runner import RunOptions, execute
+
+if TYPE_CHECKING:
+    from spaces_scheduler.config import Config
+
+SPACE_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+CHECK_DEADLINE = 120.0
+NO_WAIT_DEADLINE = 300.0
+PROGRESS_FROM = 5
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to make now: an action on a Space, with its options."""
+
+    space: str
+    action: Action
+    options: RunOptions
+
+
+def open_hub(config: Config | None, *, token_env: str | None) -> HubClient:
+    """Return a Hub client with the config's budget, concurrency and token."""
+    env = token_env or (config.hub.token_env if config is not None else None)
+    token = resolve_token(env)
+    if not token:
+        raise CredentialsError(
+            "No Hub token found: set HF_TOKEN, pass --token-env NAME, set "
+            "[hub] token_env in the config, or log in with `hf auth login`."
+        )
+
+    limit = config.hub.requests_per_5min if config is not None else 800
+    concurrency = config.hub.concurrency if config is not None else 8
+    return HubClient(token=token, budget=RequestBudget(limit), concurrency=concurrency)
+
+
+def check_access(client: HubClient, spaces: Iterable[str]) -> Identity:
+    """Check the token and that it may manage every Space; raise CredentialsError."""
+    identity = client.identity(deadline=time.monotonic() + CHECK_DEADLINE)
+    if identity.auth_type == "oauth":
+        raise CredentialsError(
+            f"The token of {identity.name} comes from `hf auth login` (OAuth); the "
+            "Hub refuses restart, hardware and sleep time to such tokens "
+            "(huggingface_hub#4972). Use a write or fine-grained token."
+        )
+
+    refused = sorted(space for space in spaces if not identity.may_manage(space))
+    if refused:
+        raise CredentialsError(
+            f"The token of {identity.name} (role {identity.role}) may not manage "
+            f"{', '.join(refused)}: they belong to neither {identity.name} nor "
+            "its organisations, or the token cannot write. Use a token of the "
+            "owner with write access; nothing was sent."
+        )
+    return identity
+
+
+def check_space_ids(spaces: Sequence[str]) -> None:
+    bad = [space for space in spaces if not SPACE_ID.match(space)]
+    if bad:
+        raise click.BadParameter(
+            f"{', '.join(map(repr, bad))} is not a Space id; write owner/name.",
+            param_hint="SPACE",
+        )
+
+
+def run_jobs(
+    client: HubClient,
+    jobs: Sequence[Job],
+    *,
+    on_done: Callable[[Job, Outcome], None],
+    workers: int | None = None,
+) -> list[Outcome]:
+    """Run `jobs` concurrently; call `on_done` as each finishes; keep job order."""
+    outcomes: dict[int, Outcome] = {}
+    lock = threading.Lock()
+    # Runs spend most of their time asleep between polls; requests themselves
+    # are bounded by the client's slots, so the pool can be wider.
+    size = workers or max(1, min(len(jobs), 256))
+
+    with ThreadPoolExecutor(max_workers=size, thread_name_prefix="run") as pool:
+        futures = {
+            pool.submit(run_one, client, job): index for index, job in enumerate(jobs)
+        }
+        for future in as_completed(futures):
+            index = futures[future]
+            outcome = future.result()
+            with lock:
+                outcomes[index] = outcome
+            on_done(jobs[index], outcome)
+    return [outcomes[index] for index in range(len(jobs))]
+
+
+def run_one(client: HubClient, job: Job) -> Outcome:
+    """Run one job with its deadline; never raises for Hub trouble."""
+    wait = job.options.wait
+    deadline = time.monotonic() + (wait if wait is not None else NO_WAIT_DEADLINE)
+    calls = client.calls(deadline=deadline)
+    try:
+        return execute(calls, job.space, job.action, job.options)
+    except HubError as exc:  # pragma: no cover - execute() catches these
+        return Outcome(OutcomeKind.FAILED, reason=str(exc))
+
+
+def run_options(
+    config: Config | None, *, wait: float | None, no_wait: bool
+) -> RunOptions:
+    """Return the options of an immediate run: the config's defaults, then flags."""
+    base = RunOptions()
+    if config is not None:
+        policy = config.defaults
+        base = RunOptions(
+            wait=policy.wait.total_seconds(),
+            if_busy=policy.if_busy,
+            escalate=policy.escalate,
+            poll_first=config.hub.poll.total_seconds(),  # type: ignore[attr-defined]
+        )
+    if no_wait:
+        wait_seconds = None
+    else:
+        wait_seconds = wait if wait is not None else base.wait
+    return RunOptions(
+        wait=wait_seconds,
+        if_busy=base.if_busy,
+        escalate=base.escalate,
+        poll_first=base.poll_first,
+        poll_cap=base.poll_cap,
+    )
+
+
+def run_line(space: str, action: str, outcome: Outcome, *, width: int = 0) -> str:
+    """Return the one line a run prints: Space, action, outcome and why."""
+    return f"{space:<{width}}  {action}  {outcome.line()}"
+
+
+class Printer:
+    """Prints run lines as runs finish, with a progress line on a terminal."""
+
+    def __init__(self, total: int, *, width: int) -> None:
+        self.total = total
+        self.width = width
+        self.done = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+        self._progress = total >= PROGRESS_FROM and sys.stderr.isatty()
+
+    def __call__(self, job: Job, outcome: Outcome) -> None:
+        with self._lock:
+            self.done += 1
+            self.failed += outcome.kind.is_failure
+            if self._progress:
+                click.echo("\r\033[K", nl=False, err=True)
+            click.echo(run_line(job.space, str(job.action), outcome, width=self.width))
+            for line in outcome.log_tail:
+                click.echo(f"    | {line}", err=True)
+            if self._progress and self.done < self.total:
+                click.echo(
+                    f"{self.done}/{self.total} done, {self.failed} failed",
+                    nl=False,
+                    err=True,
+                )
+
+
+def act_now(
+    config: Config | None,
+    action: Action,
+    spaces: list[str],
+    *,
+    wait: object,
+    no_wait: bool,
+    token_env: str | None,
+) -> bool:
+    """Act on `spaces` now, verified; return whether any run failed."""
+    check_space_ids(spaces)
+    seconds = wait.total_seconds() if hasattr(wait, "total_seconds") else None
+    options = run_options(config, wait=seconds, no_wait=no_wait)
+
+    client = open_hub(config, token_env=token_env)
+    check_access(client, spaces)
+
+    jobs = [Job(space, action, options) for space in spaces]
+    printer = Printer(len(jobs), width=max(len(space) for space in spaces))
+    outcomes = run_jobs(client, jobs, on_done=printer)
+    return any(outcome.kind.is_failure for outcome in outcomes)

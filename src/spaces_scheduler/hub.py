@@ -1,0 +1,564 @@
+"""The Hub client: the only module that talks to the Hub.
+
+It is the only place that imports `huggingface_hub` and the only place that turns
+its exceptions into ours (`spaces_scheduler.errors`). Every call goes through one
+path that:
+
+1. waits for room in the request budget (`requests_per_5min`) and for one of the
+   concurrency slots shared by all work in the process;
+2. makes the call with a timeout (the client itself has none);
+3. translates a failure into a transient or permanent `HubError`;
+4. retries transient ones with jittered exponential backoff that honours the
+   Hub's `RateLimit ... t=` and `Retry-After`, as long as the run's deadline
+   allows.
+
+The token is never put into a message: every error text is scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+# The client fetches an agent registry from the endpoint on its first request
+# unless telemetry is off; a scheduler that runs every few minutes has no use
+# for it. Read by huggingface_hub at import, so it is set before the import.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import httpx2  # noqa: E402
+from huggingface_hub import HfApi, get_token  # noqa: E402
+from huggingface_hub.errors import (  # noqa: E402
+    HfHubHTTPError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+)
+from huggingface_hub.utils._http import (  # noqa: E402
+    hf_request_event_hook,
+    parse_ratelimit_headers,
+    set_client_factory,
+)
+
+from spaces_scheduler.errors import (  # noqa: E402
+    CredentialsError,
+    HubError,
+    NotFoundError,
+    PermanentHubError,
+    RateLimitedError,
+    TransientHubError,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Stages in which the Space is on its way somewhere (huggingface_hub's
+# INTERMEDIATE_SPACE_STAGES); the Hub also reports SLEEPING, which the client's
+# enum lacks.
+BUSY_STAGES = frozenset(
+    {"BUILDING", "RUNNING_BUILDING", "APP_STARTING", "RUNNING_APP_STARTING"}
+)
+ERROR_STAGES = frozenset(
+    {"BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILE"}
+)
+ASLEEP_STAGES = frozenset({"SLEEPING", "STOPPED"})
+
+REQUEST_TIMEOUT = 30.0
+LOG_TIMEOUT = 10.0
+BACKOFF_FIRST = 1.0
+BACKOFF_CAP = 30.0
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the Hub says of a Space's runtime; `raw` keeps the whole answer."""
+
+    stage: str
+    hardware: str | None = None
+    requested_hardware: str | None = None
+    sleep_time: int | None = None
+    error_message: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Runtime:
+        hardware = data.get("hardware") or {}
+        return cls(
+            stage=str(data.get("stage", "")),
+            hardware=hardware.get("current"),
+            requested_hardware=hardware.get("requested"),
+            sleep_time=data.get("gcTimeout"),
+            error_message=data.get("errorMessage"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the token belongs to, from whoami."""
+
+    name: str
+    orgs: tuple[str, ...]
+    role: str | None
+    auth_type: str | None
+    writable_owners: tuple[str, ...] | None  # fine-grained scopes, None = any
+
+    def may_manage(self, space: str) -> bool:
+        """Whether the token may act on `space`, judged by its owner alone."""
+        owner = space.split("/", 1)[0]
+        if self.role == "read":
+            return False
+        if self.writable_owners is not None:
+            return owner in self.writable_owners
+        return owner == self.name or owner in self.orgs
+
+
+class RequestBudget:
+    """Keep the Hub requests of this process under `limit` in any `window`.
+
+    A sliding log rather than the Hub's fixed windows: whatever the phase of the
+    Hub's window, a sliding limit never lets more than `limit` requests into
+    one. The Hub's own `RateLimit` header, when it says the quota is spent,
+    pauses every caller until the reset it announces.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float = 300.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._sent: deque[float] = deque()
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self, deadline: float) -> None:
+        """Wait until one more request fits; raise RateLimitedError at `deadline`."""
+        while True:
+            wait = self._try_take()
+            if wait <= 0:
+                return
+            if self._clock() + wait > deadline:
+                raise RateLimitedError(
+                    f"the request budget of {self.limit} per {self.window:g}s "
+                    f"is spent; room again in {wait:.0f}s",
+                    retry_after=wait,
+                    status=None,
+                )
+            time.sleep(min(wait, 1.0))
+
+    def pause_until_reset(self, seconds: float) -> None:
+        """Hold every request back for `seconds` (the Hub said the quota is spent)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def _try_take(self) -> float:
+        with self._lock:
+            now = self._clock()
+            while self._sent and self._sent[0] <= now - self.window:
+                self._sent.popleft()
+
+            if now < self._paused_until:
+                return self._paused_until - now
+            if len(self._sent) >= self.limit:
+                return self._sent[0] + self.window - now
+            self._sent.append(now)
+            return 0.0
+
+
+# -- the HTTP layer ------------------------------------------------------------
+
+_local = threading.local()
+_budgets: list[RequestBudget] = []
+
+
+def _on_response(response: httpx2.Response) -> None:
+    """Count every response for the current run and heed an empty quota."""
+    tally = getattr(_local, "tally", None)
+    if tally is not None:
+        tally.requests += 1
+
+    info = parse_ratelimit_headers(response.headers)
+    if info is not None and info.remaining == 0 and response.status_code != 429:
+        for budget in _budgets:
+            budget.pause_until_reset(float(info.reset_in_seconds))
+
+
+def _client_factory() -> httpx2.Client:
+    timeout = httpx2.Timeout(REQUEST_TIMEOUT, connect=10.0)
+    return httpx2.Client(
+        event_hooks={"request": [hf_request_event_hook], "response": [_on_response]},
+        follow_redirects=True,
+        timeout=timeout,
+    )
+
+
+set_client_factory(_client_factory)
+
+
+# -- errors ----------------------------------------------------------------------
+
+
+def _scrub(text: str, token: str | None) -> str:
+    if token:
+        text = text.replace(token, "[token]")
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "[token]", text)
+
+
+def _retry_after(response: httpx2.Response) -> float | None:
+    info = parse_ratelimit_headers(response.headers)
+    if info is not None and info.remaining == 0:
+        return float(info.reset_in_seconds)
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None
+
+
+def _hub_message(exc: HfHubHTTPError) -> str:
+    """Return the Hub's own words for an error, without the client's advice."""
+    status = exc.response.status_code
+    reason = exc.response.reason_phrase or ""
+    words = exc.server_message or str(exc).split("\n", 1)[0]
+    words = words.strip().rstrip(".")
+    text = f"{status} {reason}".strip()
+    return f"{text}: {words}" if words else text
+
+
+def translate(exc: Exception, *, what: str, token: str | None) -> HubError:
+    """Turn an exception of huggingface_hub or httpx2 into one of ours."""
+    if isinstance(exc, HubError):
+        return exc
+    if isinstance(exc, httpx2.TimeoutException):
+        return TransientHubError(f"{what}: the Hub did not answer in time")
+    if isinstance(exc, httpx2.TransportError):
+        detail = _scrub(str(exc), token) or type(exc).__name__
+        return TransientHubError(f"{what}: could not reach the Hub ({detail})")
+    if not isinstance(exc, HfHubHTTPError):
+        return PermanentHubError(f"{what}: {_scrub(str(exc), token)}")
+
+    status = exc.response.status_code
+    request_id = exc.request_id
+    suffix = f" (request id {request_id})" if request_id else ""
+    message = _scrub(f"{what}: {_hub_message(exc)}{suffix}", token)
+    if isinstance(exc, RepositoryNotFoundError | RemoteEntryNotFoundError):
+        return NotFoundError(message, status=status, request_id=request_id)
+    if status == 429:
+        return RateLimitedError(
+            message, retry_after=_retry_after(exc.response), request_id=request_id
+        )
+    if status >= 500 or status == 408:
+        return TransientHubError(message, status=status, request_id=request_id)
+    return PermanentHubError(message, status=status, request_id=request_id)
+
+
+def backoff_delay(attempt: int, error: HubError) -> float:
+    """Return how long to wait before retry number `attempt + 1`."""
+    if isinstance(error, RateLimitedError) and error.retry_after is not None:
+        # Everyone limited in the same window wakes at the same reset; a little
+        # jitter keeps them from arriving in one burst.
+        return error.retry_after + random.uniform(0.0, 1.0)
+    ceiling = min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempt)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+# -- the client ------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    requests: int = 0
+
+
+class HubClient:
+    """Hub access shared by all work in the process: budget, slots, identity."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        endpoint: str | None = None,
+        budget: RequestBudget | None = None,
+        concurrency: int = 8,
+    ) -> None:
+        self.token = token
+        self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "").rstrip("/")
+        self.budget = budget or RequestBudget(800)
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._api = HfApi(endpoint=self.endpoint or None, token=token or False)
+        self._identity: Identity | None = None
+        self._identity_lock = threading.Lock()
+        _budgets.append(self.budget)
+
+    def calls(self, *, deadline: float) -> HubCalls:
+        """Return a view of the client for one run, which counts its requests."""
+        return HubCalls(self, deadline=deadline)
+
+    def identity(self, *, deadline: float) -> Identity:
+        """Return who the token belongs to, asking the Hub once per process."""
+        with self._identity_lock:
+            if self._identity is None:
+                self._identity = self.calls(deadline=deadline).whoami()
+            return self._identity
+
+    def close(self) -> None:
+        if self.budget in _budgets:
+            _budgets.remove(self.budget)
+
+
+class HubCalls:
+    """The Hub calls of one run, bounded by its deadline (a monotonic instant)."""
+
+    def __init__(self, client: HubClient, *, deadline: float) -> None:
+        self.client = client
+        self.deadline = deadline
+        self._tally = _Tally()
+
+    @property
+    def requests(self) -> int:
+        """How many HTTP requests this run sent, retries and pages included."""
+        return self._tally.requests
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        client = self.client
+        attempt = 0
+        while True:
+            client.budget.acquire(self.deadline)
+            error = self._attempt(what, fn)
+            if not isinstance(error, HubError):
+                return error
+
+            if not error.transient:
+                raise error
+            delay = backoff_delay(attempt, error)
+            if time.monotonic() + delay > self.deadline:
+                raise error
+            log.warning("%s; retrying in %.1fs", error, delay)
+            time.sleep(delay)
+            attempt += 1
+
+    def _attempt(self, what: str, fn: Callable[[], T]) -> T | HubError:
+        _local.tally = self._tally
+        try:
+            with self.client._slots:
+                return fn()
+        except Exception as exc:  # translated at this one boundary
+            return translate(exc, what=what, token=self.client.token)
+        finally:
+            _local.tally = None
+
+    # -- identity ----------------------------------------------------------------
+
+    def whoami(self) -> Identity:
+        api = self.client._api
+        try:
+            data = self._call("token check (whoami)", lambda: api.whoami())
+        except PermanentHubError as exc:
+            if exc.status == 401:
+                raise CredentialsError(
+                    "The Hub refused the token (401 Invalid credentials); create a "
+                    "write token at https://huggingface.co/settings/tokens and put "
+                    "it in HF_TOKEN or the variable named by [hub] token_env."
+                ) from exc
+            raise
+        return _identity_from(data)
+
+    # -- Space runtime and actions ---------------------------------------------------
+
+    def runtime(self, space: str) -> Runtime:
+        api = self.client._api
+        raw = self._call(f"{space}: runtime", lambda: api.get_space_runtime(space).raw)
+        return Runtime.from_json(raw)
+
+    def restart(self, space: str, *, factory: bool = False) -> Runtime:
+        api = self.client._api
+        what = f"{space}: {'factory rebuild' if factory else 'restart'}"
+        raw = self._call(
+            what, lambda: api.restart_space(space, factory_reboot=factory).raw
+        )
+        return Runtime.from_json(raw)
+
+    def pause(self, space: str) -> Runtime:
+        api = self.client._api
+        raw = self._call(f"{space}: pause", lambda: api.pause_space(space).raw)
+        return Runtime.from_json(raw)
+
+    def request_hardware(self, space: str, flavor: str) -> Runtime:
+        api = self.client._api
+        raw = self._call(
+            f"{space}: hardware={flavor}",
+            lambda: api.request_space_hardware(space, flavor).raw,  # type: ignore[arg-type]
+        )
+        return Runtime.from_json(raw)
+
+    def set_sleep_time(self, space: str, seconds: int) -> Runtime:
+        api = self.client._api
+
+        def send() -> dict[str, Any]:
+            # The client warns about cpu-basic after the fact; the Hub's answer
+            # (or the runtime we verify) is what we report.
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return api.set_space_sleep_time(space, seconds).raw
+
+        raw = self._call(f"{space}: sleep_time={seconds}s", send)
+        return Runtime.from_json(raw)
+
+    def set_variables(
+        self, space: str, pairs: Iterable[tuple[str, str]]
+    ) -> dict[str, str]:
+        api = self.client._api
+        result: dict[str, str] = {}
+        for key, value in pairs:
+            answer = self._call(
+                f"{space}: variable {key}",
+                lambda key=key, value=value: api.add_space_variable(space, key, value),  # type: ignore[misc]
+            )
+            result = {name: var.value for name, var in answer.items()}
+        return result
+
+    def build_log_tail(self, space: str, lines: int = 5) -> tuple[str, ...]:
+        """Return the last lines of the build log; empty when it cannot be read."""
+        api = self.client._api
+
+        def read() -> list[str]:
+            events = api.fetch_space_logs(space, build=True)
+            return [line.rstrip("\n") for line in events]
+
+        try:
+            return tuple(self._call(f"{space}: build log", read)[-lines:])
+        except HubError as exc:
+            log.debug("%s", exc)
+            return ()
+
+    # -- listings and repositories ---------------------------------------------
+
+    def list_spaces(
+        self, owner: str, *, with_runtime: bool = False
+    ) -> dict[str, Runtime | None]:
+        """Return every Space of `owner`, with its runtime when asked."""
+        api = self.client._api
+        expand: Any = ["runtime"] if with_runtime else None
+
+        def listing() -> dict[str, Runtime | None]:
+            found: dict[str, Runtime | None] = {}
+            for info in api.list_spaces(author=owner, expand=expand):
+                runtime = info.runtime.raw if info.runtime is not None else None
+                found[info.id] = Runtime.from_json(runtime) if runtime else None
+            return found
+
+        return self._call(f"Spaces of {owner}", listing)
+
+    def repo_head(self, repo: str, *, revision: str = "main") -> str:
+        """Return the commit at `revision` of `repo` (`datasets/owner/name`, ...).
+
+        Asks the resolver first: its quota is several times the API's. A repo
+        without a README falls back to the API's repository info.
+        """
+        kind, _, repo_id = repo.partition("/")
+        repo_type = {"datasets": "dataset", "models": "model", "spaces": "space"}[kind]
+        try:
+            return self._resolver_head(repo_id, repo_type, revision)
+        except NotFoundError:
+            return self._info_head(repo_id, repo_type, revision)
+
+    def _resolver_head(self, repo_id: str, repo_type: str, revision: str) -> str:
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        url = hf_hub_url(
+            repo_id,
+            "README.md",
+            repo_type=repo_type,
+            revision=revision,
+            endpoint=self.client.endpoint or None,
+        )
+        token = self.client.token or False
+        meta = self._call(
+            f"{repo_type} {repo_id}: head commit",
+            lambda: get_hf_file_metadata(url, token=token),
+        )
+        if not meta.commit_hash:
+            raise NotFoundError(f"{repo_type} {repo_id}: no commit in the answer")
+        return meta.commit_hash
+
+    def _info_head(self, repo_id: str, repo_type: str, revision: str) -> str:
+        api = self.client._api
+        expand: Any = ["sha"]
+        info = self._call(
+            f"{repo_type} {repo_id}: repository info",
+            lambda: api.repo_info(
+                repo_id,
+                repo_type=repo_type,
+                revision=None if revision == "main" else revision,
+                expand=expand,
+            ),
+        )
+        if not info.sha:
+            raise NotFoundError(f"{repo_type} {repo_id}: the Hub gave no commit")
+        return info.sha
+
+    def hardware_prices(self) -> dict[str, float]:
+        """Return the price per hour in USD of each Space hardware flavor."""
+        api = self.client._api
+        flavors = self._call("hardware prices", lambda: api.list_spaces_hardware())
+        return {item.name: _hourly(item) for item in flavors}
+
+
+def _hourly(item: Any) -> float:
+    cost = float(getattr(item, "unit_cost_usd", 0.0) or 0.0)
+    label = str(getattr(item, "unit_label", "hour") or "hour")
+    return cost * 60 if label.startswith("min") else cost
+
+
+def _identity_from(data: dict[str, Any]) -> Identity:
+    auth = data.get("auth") or {}
+    token = auth.get("accessToken") or {}
+    role = token.get("role")
+    orgs = tuple(org.get("name", "") for org in data.get("orgs") or [])
+    return Identity(
+        name=str(data.get("name", "")),
+        orgs=orgs,
+        role=role,
+        auth_type=auth.get("type"),
+        writable_owners=_fine_grained_owners(token) if role == "fineGrained" else None,
+    )
+
+
+def _fine_grained_owners(token: dict[str, Any]) -> tuple[str, ...] | None:
+    """Return the owners a fine-grained token may write to; None if unknown."""
+    grained = token.get("fineGrained")
+    if not isinstance(grained, dict):
+        return None
+    if "repo.write" in (grained.get("global") or []):
+        return None
+
+    owners = []
+    for scope in grained.get("scoped") or []:
+        entity = scope.get("entity") or {}
+        if "repo.write" in (scope.get("permissions") or []) and entity.get("name"):
+            owners.append(str(entity["name"]))
+    return tuple(owners)
+
+
+def resolve_token(token_env: str | None) -> str | None:
+    """Return the token: from `token_env`, else HF_TOKEN, else the client's lookup."""
+    if token_env:
+        value = os.environ.get(token_env, "").strip()
+        if not value:
+            raise CredentialsError(
+                f"The environment variable {token_env} (named by --token-env or "
+                "[hub] token_env) is empty or unset; put a Hub write token in it."
+            )
+        return value
+    return get_token()
