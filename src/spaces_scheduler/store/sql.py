@@ -1,0 +1,631 @@
+"""The state store on SQLAlchemy Core: SQLite (the default) and PostgreSQL.
+
+One implementation serves both backends. They differ only in how a connection is
+set up (SQLite's pragmas and `BEGIN IMMEDIATE`) and in which dialect module builds
+`INSERT ... ON CONFLICT`, which both spell the same way.
+
+Every claim and release is one conditional write, never a read then a write, so
+concurrent processes cannot both win: the run's unique key settles `claim()`
+races, the lock row's `ON CONFLICT DO UPDATE ... WHERE` settles who holds a Space,
+and `expire()` abandons only rows that are still claimed.
+
+Limits: a SQLite store serves the processes of one machine (not a network file
+system); several daemons need PostgreSQL. A connection lost in the middle of a
+write raises `StoreError` and is not retried, because the write may have
+committed and retrying a claim could act twice; the next call reconnects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Row,
+    Table,
+    and_,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from spaces_scheduler.errors import StoreError
+from spaces_scheduler.outcome import Outcome, OutcomeKind
+from spaces_scheduler.store import schema
+from spaces_scheduler.store.base import (
+    Claim,
+    DaemonRow,
+    Refusal,
+    RunKey,
+    RunRecord,
+    ScheduleRow,
+    Store,
+    Trigger,
+)
+
+log = logging.getLogger(__name__)
+
+CLAIMED = "claimed"
+DONE = "done"
+
+# An execution option telling the SQLite `begin` hook that a write follows.
+_WRITE = "spaces_scheduler_write"
+
+_SQLITE_PRAGMAS = (
+    # Writers queue for up to this long instead of failing at once.
+    "PRAGMA busy_timeout = 15000",
+    # Readers (status, the dashboard) never wait for a writer, nor it for them.
+    "PRAGMA journal_mode = WAL",
+    # A committed claim survives a power cut, not only a killed process.
+    "PRAGMA synchronous = FULL",
+    "PRAGMA foreign_keys = ON",
+)
+_SQLITE_MIN = (3, 35, 0)  # UPDATE ... RETURNING
+
+_POSTGRESQL_NAMES = ("postgresql", "postgres", "postgresql+psycopg")
+_SQLITE_NAMES = ("sqlite", "sqlite+pysqlite")
+_URL_FORMS = "use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
+
+
+# -- opening -----------------------------------------------------------------
+
+
+def open_url(text: str) -> SqlStore:
+    """Open (and migrate) the store at a `sqlite:` or `postgresql:` URL."""
+    url = _parse(text)
+    if url.get_backend_name() == "sqlite":
+        return _open(_sqlite_engine(url))
+    return _open(_postgresql_engine(url))
+
+
+def open_sqlite(path: Path) -> SqlStore:
+    """Open (and migrate) the SQLite store in the file `path`."""
+    return _open(_sqlite_engine(URL.create("sqlite+pysqlite", database=str(path))))
+
+
+def mask(text: str) -> str:
+    """Return the URL `text` with any password replaced by `***`."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", text)
+
+
+def _parse(text: str) -> URL:
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise StoreError(
+            f"The state URL {mask(text)!r} is not a URL: {_URL_FORMS}."
+        ) from None
+
+    if url.drivername in _POSTGRESQL_NAMES:
+        return url.set(drivername="postgresql+psycopg")
+    if url.drivername in _SQLITE_NAMES:
+        return url.set(drivername="sqlite+pysqlite")
+    raise StoreError(
+        f"The state URL {mask(text)!r} names an unsupported database: {_URL_FORMS}."
+    )
+
+
+def _open(engine: Engine) -> SqlStore:
+    store = SqlStore(engine)
+    try:
+        store.migrate()
+    except BaseException:
+        engine.dispose()
+        raise
+
+    log.debug("opened the state store %s", store.label)
+    return store
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if sqlite3.sqlite_version_info < _SQLITE_MIN:
+        raise StoreError(
+            f"SQLite {sqlite3.sqlite_version} is too old for the state store: it"
+            " needs 3.35 or later; use a newer Python or a PostgreSQL store."
+        )
+    if url.database in (None, "", ":memory:"):
+        raise StoreError(
+            f"The state URL {url} names no file: the state must outlive the"
+            " process; use sqlite:///PATH."
+        )
+
+    try:
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"Cannot create the folder of {url.database}: {exc}.") from exc
+
+    engine = create_engine(url)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    # Leave transactions to the `begin` hook below instead of the driver's guesses.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A write takes the database lock as it begins: a deferred transaction that
+    # reads first and writes later can fail at once, without waiting, when another
+    # writer committed in between.
+    immediate = conn.get_execution_options().get(_WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _postgresql_engine(url: URL) -> Engine:
+    defaults = {"connect_timeout": 10, "application_name": "spaces-scheduler"}
+    connect_args = {k: v for k, v in defaults.items() if k not in url.query}
+    try:
+        return create_engine(
+            url,
+            pool_size=2,
+            max_overflow=4,
+            pool_pre_ping=True,  # reconnect by itself after a server restart
+            pool_recycle=1800,
+            connect_args=connect_args,
+        )
+    except ImportError:
+        raise StoreError(
+            "A PostgreSQL state store needs psycopg:"
+            " pip install 'spaces-scheduler[postgres]'."
+        ) from None
+
+
+# -- the store -----------------------------------------------------------------
+
+
+class SqlStore(Store):
+    """The store on one SQLAlchemy engine; see the module docstring for limits."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.label = engine.url.render_as_string(hide_password=True)
+        self._postgresql = engine.dialect.name == "postgresql"
+
+    def migrate(self) -> int:
+        """Bring the schema to the current version; return it."""
+        try:
+            with self._writing() as conn:
+                return schema.migrate(conn)
+        except schema.SchemaTooNewError as exc:
+            raise StoreError(f"The state store {self.label} {exc}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schedules -------------------------------------------------------------
+
+    def register_schedules(self, rows: Iterable[ScheduleRow], now: datetime) -> None:
+        with self._writing() as conn:
+            for row in rows:
+                conn.execute(self._schedule_upsert(row, now))
+
+    def first_seen(self) -> dict[str, datetime]:
+        table = schema.schedules
+        with self._reading() as conn:
+            rows = conn.execute(select(table.c.name, table.c.first_seen))
+            return {name: seen for name, seen in rows}
+
+    # -- claims and outcomes ---------------------------------------------------
+
+    def claim(
+        self,
+        key: RunKey,
+        *,
+        owner: str,
+        action: str,
+        trigger: Trigger,
+        due_at: datetime,
+        lease: timedelta,
+        now: datetime,
+    ) -> Claim | Refusal:
+        until = now + lease
+        row = _new_run(key, owner=owner, action=action, trigger=trigger, due_at=due_at)
+        row |= {"claimed_at": now, "state": CLAIMED, "lease_until": until}
+
+        with self._writing() as conn:
+            run_id = self._insert_run(conn, row)
+            if run_id is None:
+                return Refusal.RECORDED
+            if not self._take_lock(conn, key.space, run_id, owner, until, now=now):
+                conn.rollback()  # drop the row just inserted: busy writes nothing
+                return Refusal.BUSY
+
+        return Claim(run_id=run_id, key=key, owner=owner, lease_until=until)
+
+    def renew(
+        self, claims: Iterable[Claim], *, lease: timedelta, now: datetime
+    ) -> list[Claim]:
+        until = now + lease
+        return [
+            replace(claim, lease_until=until)
+            for claim in claims
+            if self._extend(claim, until)
+        ]
+
+    def finish(self, claim: Claim, outcome: Outcome, *, now: datetime) -> bool:
+        runs = schema.runs
+        held = and_(
+            runs.c.id == claim.run_id,
+            runs.c.owner == claim.owner,
+            runs.c.state == CLAIMED,
+        )
+        stmt = update(runs).where(held).values(_done(outcome, now))
+
+        with self._writing() as conn:
+            if conn.execute(stmt).rowcount != 1:
+                return False  # expired and recorded abandoned by someone
+            _release_locks(conn, [claim.run_id])
+        return True
+
+    def record(
+        self,
+        key: RunKey,
+        outcome: Outcome,
+        *,
+        owner: str,
+        action: str,
+        trigger: Trigger,
+        due_at: datetime,
+        now: datetime,
+    ) -> bool:
+        row = _new_run(key, owner=owner, action=action, trigger=trigger, due_at=due_at)
+        row |= {"claimed_at": now, **_done(outcome, now)}
+        with self._writing() as conn:
+            return self._insert_run(conn, row) is not None
+
+    def expire(self, now: datetime) -> list[RunRecord]:
+        return self._abandon(schema.runs.c.lease_until < now, "lease expired", now)
+
+    def release_owner(self, owner: str, now: datetime) -> list[RunRecord]:
+        return self._abandon(schema.runs.c.owner == owner, "owner stopped", now)
+
+    # -- reads -------------------------------------------------------------------
+
+    def last_slots(self) -> dict[tuple[str, str], datetime]:
+        runs = schema.runs
+        newest = select(runs.c.schedule, runs.c.space, func.max(runs.c.slot))
+        newest = newest.group_by(runs.c.schedule, runs.c.space)
+        with self._reading() as conn:
+            return {(sched, space): slot for sched, space, slot in conn.execute(newest)}
+
+    def last_acted_at(self, space: str) -> datetime | None:
+        runs = schema.runs
+        acted = or_(runs.c.outcome.is_(None), runs.c.outcome != OutcomeKind.SKIPPED)
+        stmt = select(func.max(runs.c.claimed_at)).where(runs.c.space == space, acted)
+        with self._reading() as conn:
+            found: datetime | None = conn.execute(stmt).scalar()
+            return found
+
+    def last_success(self, schedule: str, space: str) -> RunRecord | None:
+        runs = schema.runs
+        stmt = (
+            select(runs)
+            .where(runs.c.schedule == schedule, runs.c.space == space)
+            .where(runs.c.outcome == OutcomeKind.OK)
+            .order_by(runs.c.slot.desc())
+            .limit(1)
+        )
+        with self._reading() as conn:
+            row = conn.execute(stmt).first()
+        return _record(row) if row is not None else None
+
+    def runs(
+        self,
+        *,
+        space: str | None = None,
+        schedule: str | None = None,
+        outcome: OutcomeKind | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        runs = schema.runs
+        stmt = select(runs).order_by(runs.c.id.desc()).limit(limit)
+        if space is not None:
+            stmt = stmt.where(runs.c.space == space)
+        if schedule is not None:
+            stmt = stmt.where(runs.c.schedule == schedule)
+        if outcome is not None:
+            stmt = stmt.where(runs.c.outcome == outcome)
+        if before_id is not None:
+            stmt = stmt.where(runs.c.id < before_id)
+
+        with self._reading() as conn:
+            return [_record(row) for row in conn.execute(stmt)]
+
+    def latest_runs(self) -> dict[tuple[str, str], RunRecord]:
+        """Return the run of the newest slot of every (schedule, Space)."""
+        runs = schema.runs
+        newest = (
+            select(runs.c.schedule, runs.c.space, func.max(runs.c.slot).label("slot"))
+            .group_by(runs.c.schedule, runs.c.space)
+            .subquery()
+        )
+        # The key is unique, so the join yields exactly one row per pair.
+        on = and_(
+            runs.c.schedule == newest.c.schedule,
+            runs.c.space == newest.c.space,
+            runs.c.slot == newest.c.slot,
+        )
+        with self._reading() as conn:
+            rows = conn.execute(select(runs).join(newest, on))
+            return {(r.schedule, r.space): _record(r) for r in rows}
+
+    # -- upstream commits and stages ---------------------------------------
+
+    def seen_commits(self, schedule: str, space: str) -> dict[str, str]:
+        table = schema.seen_commits
+        stmt = select(table.c.repo, table.c.sha).where(
+            table.c.schedule == schedule, table.c.space == space
+        )
+        with self._reading() as conn:
+            return {repo: sha for repo, sha in conn.execute(stmt)}
+
+    def save_seen_commits(
+        self, schedule: str, space: str, commits: Mapping[str, str], now: datetime
+    ) -> None:
+        table = schema.seen_commits
+        pair = {"schedule": schedule, "space": space}
+        with self._writing() as conn:
+            for repo, sha in commits.items():
+                seen = {"sha": sha, "seen_at": now}
+                keys = ["schedule", "space", "repo"]
+                row = {**pair, "repo": repo, **seen}
+                conn.execute(self._upsert(table, row, keys=keys, update=seen))
+
+    def save_stage(self, space: str, stage: str, now: datetime) -> None:
+        seen = {"stage": stage, "seen_at": now}
+        stmt = self._upsert(
+            schema.space_stages, {"space": space, **seen}, keys=["space"], update=seen
+        )
+        with self._writing() as conn:
+            conn.execute(stmt)
+
+    def stages(self) -> dict[str, tuple[str, datetime]]:
+        table = schema.space_stages
+        stmt = select(table.c.space, table.c.stage, table.c.seen_at)
+        with self._reading() as conn:
+            return {space: (stage, at) for space, stage, at in conn.execute(stmt)}
+
+    # -- daemons -------------------------------------------------------------------
+
+    def heartbeat(self, owner: str, *, host: str, pid: int, now: datetime) -> None:
+        alive = {"host": host, "pid": pid, "heartbeat_at": now}
+        row = {"owner": owner, "started_at": now, **alive}
+        stmt = self._upsert(schema.daemons, row, keys=["owner"], update=alive)
+        with self._writing() as conn:
+            conn.execute(stmt)
+
+    def daemons(self) -> list[DaemonRow]:
+        table = schema.daemons
+        stmt = select(table).order_by(table.c.heartbeat_at.desc(), table.c.owner)
+        with self._reading() as conn:
+            return [DaemonRow(**row._mapping) for row in conn.execute(stmt)]
+
+    # -- steps -------------------------------------------------------------------
+
+    def _schedule_upsert(self, row: ScheduleRow, now: datetime) -> Insert:
+        table = schema.schedules
+        current = {"cron": row.cron, "timezone": row.timezone, "action": row.action}
+        new = {"name": row.name, **current, "first_seen": now, "updated_at": now}
+
+        # `updated_at` moves only when the definition changed.
+        changed = or_(*(table.c[k] != v for k, v in current.items()))
+        update = {**current, "updated_at": now}
+        return self._upsert(table, new, keys=["name"], update=update, where=changed)
+
+    def _insert_run(self, conn: Connection, row: Mapping[str, Any]) -> int | None:
+        """Insert a run; return its id, or None when its key already has a row."""
+        keys = ["schedule", "space", "slot"]
+        stmt = self._upsert(schema.runs, row, keys=keys).returning(schema.runs.c.id)
+        run_id: int | None = conn.execute(stmt).scalar()
+        return run_id
+
+    def _take_lock(
+        self,
+        conn: Connection,
+        space: str,
+        run_id: int,
+        owner: str,
+        until: datetime,
+        *,
+        now: datetime,
+    ) -> bool:
+        """Point the Space's lock at `run_id` unless a live claim holds it."""
+        locks = schema.space_locks
+        holder = {"run_id": run_id, "owner": owner, "lease_until": until}
+        # An expired holder counts as free: expire() records it abandoned later.
+        free = or_(locks.c.run_id.is_(None), locks.c.lease_until < now)
+        stmt = self._upsert(
+            locks, {"space": space, **holder}, keys=["space"], update=holder, where=free
+        )
+        return conn.execute(stmt.returning(locks.c.space)).first() is not None
+
+    def _extend(self, claim: Claim, until: datetime) -> bool:
+        """Extend one claim's lease if its run is claimed and holds its Space."""
+        runs, locks = schema.runs, schema.space_locks
+        held = and_(
+            runs.c.id == claim.run_id,
+            runs.c.owner == claim.owner,
+            runs.c.state == CLAIMED,
+        )
+        ours = and_(locks.c.space == claim.key.space, locks.c.run_id == claim.run_id)
+        extend_run = update(runs).where(held).values(lease_until=until)
+        extend_lock = update(locks).where(ours).values(lease_until=until)
+
+        # Runs before locks, the order every write takes, so no two deadlock.
+        with self._writing() as conn:
+            if conn.execute(extend_run).rowcount != 1:
+                return False
+            if conn.execute(extend_lock).rowcount != 1:
+                conn.rollback()  # its lease passed and another claim took the Space
+                return False
+        return True
+
+    def _abandon(
+        self, which: ColumnElement[bool], reason: str, now: datetime
+    ) -> list[RunRecord]:
+        """Record the claimed runs matching `which` as abandoned; return them."""
+        runs = schema.runs
+        # Lock the rows in id order, skipping any another caller is abandoning,
+        # renewing or finishing: each claim then ends exactly once. SQLite has no
+        # row locks (its writes are serialized) and renders no FOR UPDATE.
+        doomed = (
+            select(runs.c.id)
+            .where(runs.c.state == CLAIMED, which)
+            .order_by(runs.c.id)
+            .with_for_update(skip_locked=True)
+        )
+        ended = _done(Outcome(OutcomeKind.ABANDONED, reason=reason), now)
+        stmt = (
+            update(runs)
+            .where(runs.c.id.in_(doomed), runs.c.state == CLAIMED)
+            .values(ended)
+            .returning(*runs.c)
+        )
+
+        with self._writing() as conn:
+            rows = conn.execute(stmt).all()
+            _release_locks(conn, [row.id for row in rows])
+        return sorted((_record(row) for row in rows), key=lambda run: run.id)
+
+    def _upsert(
+        self,
+        table: Table,
+        row: Mapping[str, Any],
+        *,
+        keys: Sequence[str],
+        update: Mapping[str, Any] | None = None,
+        where: ColumnElement[bool] | None = None,
+    ) -> Insert:
+        """Build `INSERT ... ON CONFLICT (keys) DO UPDATE SET update WHERE where`.
+
+        Without `update`, the conflict does nothing.
+        """
+        # Both dialects spell ON CONFLICT the same, in two distinct classes.
+        if self._postgresql:
+            pg = postgresql.insert(table).values(row)
+            if update is None:
+                return pg.on_conflict_do_nothing(index_elements=keys)
+            return pg.on_conflict_do_update(
+                index_elements=keys, set_=update, where=where
+            )
+
+        lite = sqlite.insert(table).values(row)
+        if update is None:
+            return lite.on_conflict_do_nothing(index_elements=keys)
+        return lite.on_conflict_do_update(index_elements=keys, set_=update, where=where)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """Run one short write transaction, committed when the block ends well."""
+        with self._translated(), self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            yield conn
+            conn.commit()
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self._translated(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Raise driver and pool errors as `StoreError`: their one boundary."""
+        try:
+            yield
+        except (DBAPIError, PoolTimeoutError) as exc:
+            cause = exc.orig if isinstance(exc, DBAPIError) else None
+            reason = _first_line(cause or exc)
+            raise StoreError(f"The state store {self.label} failed: {reason}") from exc
+
+
+# -- rows ----------------------------------------------------------------------
+
+
+def _new_run(
+    key: RunKey, *, owner: str, action: str, trigger: Trigger, due_at: datetime
+) -> dict[str, Any]:
+    return {
+        "schedule": key.schedule,
+        "space": key.space,
+        "slot": key.slot,
+        "action": action,
+        "trigger": trigger.value,
+        "owner": owner,
+        "due_at": due_at,
+    }
+
+
+def _done(outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """Return the columns of a finished run with `outcome`."""
+    return {
+        "state": DONE,
+        "outcome": outcome.kind.value,
+        "reason": outcome.reason,
+        "summary": outcome.summary,
+        "stages": json.dumps(list(outcome.stages)),
+        "requests": outcome.requests,
+        "duration": outcome.duration,
+        "log_tail": json.dumps(list(outcome.log_tail)),
+        "escalated": outcome.escalated,
+        "finished_at": now,
+        "lease_until": None,
+    }
+
+
+def _record(row: Row[Any]) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        key=RunKey(schedule=row.schedule, space=row.space, slot=row.slot),
+        action=row.action,
+        trigger=Trigger(row.trigger),
+        owner=row.owner,
+        due_at=row.due_at,
+        claimed_at=row.claimed_at,
+        finished_at=row.finished_at,
+        outcome=OutcomeKind(row.outcome) if row.outcome is not None else None,
+        reason=row.reason,
+        summary=row.summary,
+        stages=tuple(json.loads(row.stages)),
+        requests=row.requests,
+        duration=float(row.duration),  # SQLite RETURNING gives 0 for 0.0
+        log_tail=tuple(json.loads(row.log_tail)),
+    )
+
+
+def _release_locks(conn: Connection, run_ids: Sequence[int]) -> None:
+    """Free the Space locks still held by `run_ids` (not those taken over since)."""
+    if run_ids:
+        locks = schema.space_locks
+        free = {"run_id": None, "owner": None, "lease_until": None}
+        conn.execute(update(locks).where(locks.c.run_id.in_(run_ids)).values(free))
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    line = lines[0].rstrip(".")
+    return f"{line}."
