@@ -30,6 +30,7 @@ from spaces_scheduler.store import (
 from spaces_scheduler.store.sql import SqlStore, open_url
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+SRC_PATH = Path(__file__).resolve().parent.parent / "src"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
 SECOND = timedelta(seconds=1)

@@ -15,7 +15,7 @@ import pytest
 
 from spaces_scheduler.outcome import OutcomeKind
 from spaces_scheduler.store.sql import open_url
-from test_store import T0
+from test_store import SRC_PATH, T0
 
 # Claims runs in a loop over seven Spaces, finishing every other one, and prints
 # each step once it has returned (so once it is committed).
@@ -41,12 +41,10 @@ for n in range(1_000_000):
         print("finished", got.run_id, flush=True)
 """
 
-SRC = Path(__file__).resolve().parent.parent / "src"
-
 
 def run_and_kill(url: str, *, after_lines: int) -> dict[str, set[int]]:
     """Start the writer, SIGKILL it after it printed `after_lines` lines."""
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env = {**os.environ, "PYTHONPATH": str(SRC_PATH)}
     child = subprocess.Popen(
         [sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, text=True, env=env
     )

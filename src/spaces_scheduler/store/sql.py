@@ -98,7 +98,7 @@ def open_url(text: str) -> SqlStore:
 
 def open_sqlite(path: Path) -> SqlStore:
     """Open (and migrate) the SQLite store in the file `path`."""
-    return _open(_sqlite_engine(URL.create("sqlite+pysqlite", database=str(path))))
+    return _open(_sqlite_engine(URL.create("sqlite", database=str(path))))
 
 
 def mask(text: str) -> str:
@@ -117,7 +117,7 @@ def _parse(text: str) -> URL:
     if url.drivername in _POSTGRESQL_NAMES:
         return url.set(drivername="postgresql+psycopg")
     if url.drivername in _SQLITE_NAMES:
-        return url.set(drivername="sqlite+pysqlite")
+        return url
     raise StoreError(
         f"The state URL {mask(text)!r} names an unsupported database: {_URL_FORMS}."
     )
@@ -143,14 +143,16 @@ def _sqlite_engine(url: URL) -> Engine:
         )
     if url.database in (None, "", ":memory:"):
         raise StoreError(
-            f"The state URL {url} names no file: the state must outlive the"
+            f"The state URL '{url}' names no file: the state must outlive the"
             " process; use sqlite:///PATH."
         )
 
     try:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"Cannot create the folder of {url.database}: {exc}.") from exc
+        raise StoreError(
+            f"Cannot create the folder of the state file {url.database}: {exc}."
+        ) from exc
 
     engine = create_engine(url)
     event.listen(engine, "connect", _sqlite_connect)
