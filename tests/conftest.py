@@ -53,3 +53,21 @@ def postgres_available(host: str = "127.0.0.1", port: int = 5432) -> bool:
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def start_sim() -> Iterator[object]:
+    """Start simulated Hubs from world dicts; stop them all after the test."""
+    from spaces_scheduler.hubsim import HubSim, World
+
+    started: list[HubSim] = []
+
+    def start(world: dict[str, object]) -> HubSim:
+        sim = HubSim(World.from_dict(world), port=0)
+        sim.start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()

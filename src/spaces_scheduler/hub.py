@@ -183,8 +183,31 @@ _local = threading.local()
 _budgets: list[RequestBudget] = []
 
 
+@dataclass
+class HubStats:
+    """Counts of this process's Hub traffic, for /metrics."""
+
+    requests: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+
+STATS = HubStats()
+_stats_lock = threading.Lock()
+
+
+def _count(status: int) -> None:
+    with _stats_lock:
+        STATS.requests += 1
+        STATS.rate_limited += status == 429
+        STATS.server_errors += status >= 500
+        STATS.by_status[status] = STATS.by_status.get(status, 0) + 1
+
+
 def _on_response(response: httpx2.Response) -> None:
     """Count every response for the current run and heed an empty quota."""
+    _count(response.status_code)
     tally = getattr(_local, "tally", None)
     if tally is not None:
         tally.requests += 1

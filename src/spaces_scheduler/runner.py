@@ -69,7 +69,9 @@ class _Run:
     sleep: Callable[[float], None]
     stages: list[str] = field(default_factory=list)
     escalated: bool = False
-    note: str = ""
+    retried: bool = False
+    second_try: str = ""  # "one factory rebuild" or "one more restart"
+    first_failure: str = ""
 
     def saw(self, runtime: Runtime) -> Runtime:
         if not self.stages or self.stages[-1] != runtime.stage:
@@ -186,7 +188,10 @@ def _until_running(
 ) -> Outcome:
     wait = run.options.wait or 0.0
     flavor = run.action.hardware if run.action.kind is ActionKind.HARDWARE else None
-    stale = after.stage if after.stage == before.stage else None
+    # The Hub may answer with the stage the Space had before acting; that one
+    # must be seen to end. A build restarted while building is no such echo.
+    echoed = after.stage == before.stage and after.stage not in BUSY_STAGES
+    stale = after.stage if echoed else None
 
     def settled(rt: Runtime) -> bool:
         nonlocal stale
@@ -248,7 +253,7 @@ def _errored(run: _Run, final: Runtime) -> Outcome:
     if final.stage == "BUILD_ERROR" and _may_escalate(run):
         return _escalate(run, f"{final.stage}: {message}")
     if final.stage == "RUNTIME_ERROR" and PLATFORM_FAULT.search(message):
-        if "retried" not in run.note:
+        if not run.retried:
             return _retry_platform_fault(run, message)
 
     tail = run.calls.build_log_tail(run.space) if final.stage == "BUILD_ERROR" else ()
@@ -282,7 +287,7 @@ def _escalate(run: _Run, why: str) -> Outcome:
     """Rebuild from scratch once, with a fresh wait."""
     log.info("%s: %s; escalating to one factory rebuild", run.space, why)
     run.escalated = True
-    run.note = f"escalated to a factory rebuild after {why}"
+    run.second_try, run.first_failure = "one factory rebuild", why
     run.calls.deadline = time.monotonic() + (run.options.wait or 0.0)
 
     before = run.read()
@@ -293,7 +298,9 @@ def _escalate(run: _Run, why: str) -> Outcome:
 def _retry_platform_fault(run: _Run, message: str) -> Outcome:
     """Restart once more: the platform had no capacity, the Space is not at fault."""
     log.info("%s: %s; one plain restart more", run.space, message)
-    run.note = f"retried once after RUNTIME_ERROR: {message}"
+    run.retried = True
+    run.second_try = "one more restart"
+    run.first_failure = f"RUNTIME_ERROR: {message}"
     run.calls.deadline = time.monotonic() + (run.options.wait or 0.0)
 
     before = run.read()
@@ -302,7 +309,12 @@ def _retry_platform_fault(run: _Run, message: str) -> Outcome:
 
 
 def _with_note(run: _Run, text: str) -> str:
-    return f"{text} ({run.note})" if run.note else text
+    """Say what the second try was, and the first failure if it differs."""
+    if not run.second_try:
+        return text
+    if text == run.first_failure:
+        return f"{text} (again after {run.second_try})"
+    return f"{text} (after {run.second_try}; first {run.first_failure})"
 
 
 # -- pause, hardware, sleep time, variables ------------------------------------------
