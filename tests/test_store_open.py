@@ -75,6 +75,10 @@ def test_a_bad_url_is_one_readable_line_without_password(url: str, words: str) -
 def test_mask_hides_passwords_only() -> None:
     assert mask("postgresql://me:pw@h:5/db") == "postgresql://me:***@h:5/db"
     assert mask("postgresql://me@h/db") == "postgresql://me@h/db"
+    assert mask("postgresql://me:p@ss@h/db") == "postgresql://me:***@h/db"
+    assert mask("postgresql://h/db?user=me&password=pw&x=1") == (
+        "postgresql://h/db?user=me&password=***&x=1"
+    )
     assert mask("sqlite:////tmp/a:b@c") == "sqlite:////tmp/a:b@c"
 
 

@@ -102,8 +102,13 @@ def open_sqlite(path: Path) -> SqlStore:
 
 
 def mask(text: str) -> str:
-    """Return the URL `text` with any password replaced by `***`."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", text)
+    """Return the URL `text` with any password replaced by `***`.
+
+    Masks up to the last `@`, so a password with a stray `@` is hidden whole, and
+    also a `password=` query parameter, which psycopg accepts too.
+    """
+    text = re.sub(r"(://[^:/@]*):.*@", r"\1:***@", text)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", text)
 
 
 def _parse(text: str) -> URL:
@@ -200,11 +205,15 @@ def _postgresql_engine(url: URL) -> Engine:
 
 
 class SqlStore(Store):
-    """The store on one SQLAlchemy engine; see the module docstring for limits."""
+    """The store on one SQLAlchemy engine; see the module docstring for limits.
+
+    `engine` is public for tests and diagnostics; `label` is the URL with any
+    password masked, for messages.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.label = engine.url.render_as_string(hide_password=True)
+        self.label = mask(engine.url.render_as_string(hide_password=False))
         self._postgresql = engine.dialect.name == "postgresql"
 
     def migrate(self) -> int:
@@ -323,6 +332,7 @@ class SqlStore(Store):
             return found
 
     def last_success(self, schedule: str, space: str) -> RunRecord | None:
+        """Return the `ok` run of the newest slot of (schedule, Space)."""
         runs = schema.runs
         stmt = (
             select(runs)
@@ -560,9 +570,17 @@ class SqlStore(Store):
         try:
             yield
         except (DBAPIError, PoolTimeoutError) as exc:
-            cause = exc.orig if isinstance(exc, DBAPIError) else None
-            reason = _first_line(cause or exc)
-            raise StoreError(f"The state store {self.label} failed: {reason}") from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: Exception) -> StoreError:
+        """Say in one line what failed, without the password."""
+        cause = exc.orig if isinstance(exc, DBAPIError) else None
+        reason = _first_line(cause or exc)
+
+        password = self.engine.url.password
+        if password:  # in case a driver ever echoes its connection string
+            reason = reason.replace(str(password), "***")
+        return StoreError(f"The state store {self.label} failed: {reason}")
 
 
 # -- rows ----------------------------------------------------------------------
