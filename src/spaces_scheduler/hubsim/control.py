@@ -68,6 +68,14 @@ def commit(hub: Hub, request: Request, match: Match) -> Response:
     return json_response({"sha": hub.commit(_KIND[match["kinds"]], _id(match))})
 
 
+def add_token(hub: Hub, request: Request, match: Match) -> Response:
+    try:
+        token = hub.add_token(request.json_object())
+    except WorldError as error:
+        raise HubError(400, str(error)) from None
+    return json_response({"user": token["user"], "role": token["role"]})
+
+
 def faults(hub: Hub, request: Request, match: Match) -> Response:
     return json_response(hub.faults.listing())
 
@@ -117,6 +125,7 @@ def routes() -> list[Route]:
         Route("GET", one, space),
         Route("POST", one, set_space),
         Route("POST", "/_sim/{kinds}/{owner}/{name}/commit", commit),
+        Route("POST", "/_sim/tokens", add_token),
         Route("GET", "/_sim/faults", faults),
         Route("POST", "/_sim/faults", add_fault),
         Route("DELETE", "/_sim/faults", clear_faults),

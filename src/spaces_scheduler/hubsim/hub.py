@@ -33,7 +33,7 @@ from spaces_scheduler.hubsim.wire import (
     Router,
     error_response,
 )
-from spaces_scheduler.hubsim.world import SPACE, World, check_table
+from spaces_scheduler.hubsim.world import SPACE, TOKEN, World, check_table
 
 UNCOUNTED = ("/api/agent-harnesses",)
 
@@ -222,6 +222,13 @@ class Hub:
             checked.pop("id", None)
             space.update(checked, now=now)
             return space
+
+    def add_token(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Add (or replace) a [[token]] at run time; return it checked."""
+        token = check_table(TOKEN, raw, where="token")
+        with self.lock:
+            self.tokens[token["value"]] = token
+        return token
 
     def commit(self, kind: str, repo_id: str) -> str:
         """Add a commit to a repo, deliver its webhooks, return the new sha."""

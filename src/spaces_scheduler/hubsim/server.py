@@ -240,6 +240,10 @@ class HubSim:
         with self.hub.lock:
             return self.hub.spaces[space_id].state(self.hub.clock())
 
+    def add_token(self, value: str, user: str, **keys: Any) -> None:
+        """Add a [[token]] (role, orgs, deny...); raises WorldError when invalid."""
+        self.hub.add_token({"value": value, "user": user, **keys})
+
     def add_fault(self, fault: dict[str, Any]) -> None:
         """Append a [[fault]]; raises WorldError when it is invalid."""
         self.hub.faults.add(check_fault(fault, where="fault"))
