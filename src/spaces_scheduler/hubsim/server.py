@@ -262,9 +262,11 @@ def serve_forever(*, port: int, world_path: str | None) -> None:
     def stop(signum: int, frame: FrameType | None) -> None:
         done.set()
 
-    previous = {
-        sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    # Signal handlers can only be set from the main thread; elsewhere the caller
+    # ends the process itself.
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         url = sim.start()
         sys.stdout.write(f"listening on {url}\n")
