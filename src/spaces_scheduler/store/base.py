@@ -20,7 +20,7 @@ because the Hub may already have acted.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -57,6 +57,16 @@ class Refusal(StrEnum):
 
     RECORDED = "recorded"  # the key has a row already: never run it again
     BUSY = "busy"  # another live run holds the Space
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """One run to claim in a batch: what `claim()` takes besides owner and lease."""
+
+    key: RunKey
+    action: str
+    trigger: Trigger
+    due_at: datetime
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,43 @@ class Store(ABC):
         takes the Space's lock, and returns the claim. Safe against any number of
         concurrent callers on any number of processes and machines.
         """
+
+    def claim_many(
+        self,
+        requests: Sequence[ClaimRequest],
+        *,
+        owner: str,
+        lease: timedelta,
+        now: datetime,
+    ) -> list[Claim | Refusal]:
+        """Claim many runs at once; answer for each request, in order.
+
+        The same as calling `claim()` for each in turn, but a backend may do it
+        in one transaction: a herd of runs due at the same minute is then
+        claimed in one round trip. Two requests for one Space: the first that
+        is not RECORDED claims, the later ones are BUSY.
+        """
+        return [
+            self.claim(
+                request.key,
+                owner=owner,
+                action=request.action,
+                trigger=request.trigger,
+                due_at=request.due_at,
+                lease=lease,
+                now=now,
+            )
+            for request in requests
+        ]
+
+    def last_acted_many(self, spaces: Iterable[str]) -> dict[str, datetime]:
+        """Return `last_acted_at()` of each of `spaces` that has one."""
+        found = {}
+        for space in spaces:
+            moment = self.last_acted_at(space)
+            if moment is not None:
+                found[space] = moment
+        return found
 
     @abstractmethod
     def renew(

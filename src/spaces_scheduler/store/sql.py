@@ -35,6 +35,7 @@ from sqlalchemy import (
     Table,
     and_,
     create_engine,
+    delete,
     event,
     func,
     or_,
@@ -52,6 +53,7 @@ from spaces_scheduler.outcome import Outcome, OutcomeKind
 from spaces_scheduler.store import schema
 from spaces_scheduler.store.base import (
     Claim,
+    ClaimRequest,
     DaemonRow,
     Refusal,
     RunKey,
@@ -266,6 +268,101 @@ class SqlStore(Store):
                 return Refusal.BUSY
 
         return Claim(run_id=run_id, key=key, owner=owner, lease_until=until)
+
+    def claim_many(
+        self,
+        requests: Sequence[ClaimRequest],
+        *,
+        owner: str,
+        lease: timedelta,
+        now: datetime,
+    ) -> list[Claim | Refusal]:
+        """Claim a herd in one transaction: one bulk insert, one bulk lock.
+
+        Requests are taken in rounds of at most one per Space, so that two runs
+        of one Space in a batch behave as two calls of `claim()` would.
+        """
+        answers: dict[int, Claim | Refusal] = {}
+        pending = list(enumerate(requests))
+        with self._writing() as conn:
+            while pending:
+                firsts, pending = _one_per_space(pending, answers)
+                for start in range(0, len(firsts), _BATCH):
+                    chunk = firsts[start : start + _BATCH]
+                    answers.update(
+                        self._claim_chunk(conn, chunk, owner, now + lease, now)
+                    )
+        return [answers[index] for index in range(len(requests))]
+
+    def _claim_chunk(
+        self,
+        conn: Connection,
+        chunk: Sequence[tuple[int, ClaimRequest]],
+        owner: str,
+        until: datetime,
+        now: datetime,
+    ) -> dict[int, Claim | Refusal]:
+        runs, locks = schema.runs, schema.space_locks
+        rows = [
+            _new_run(
+                r.key, owner=owner, action=r.action, trigger=r.trigger, due_at=r.due_at
+            )
+            | {"claimed_at": now, "state": CLAIMED, "lease_until": until}
+            for _, r in chunk
+        ]
+        # One compiled statement, many parameter sets: SQLAlchemy sends them as
+        # few multi-row INSERTs ("insertmanyvalues") without compiling each.
+        inserted = self._dialect_insert(runs).on_conflict_do_nothing(
+            index_elements=["schedule", "space", "slot"]
+        )
+        inserted = inserted.returning(runs.c.id, runs.c.space)
+        run_ids = {space: run_id for run_id, space in conn.execute(inserted, rows)}
+
+        # Point each Space's lock at its new run unless a live claim holds it.
+        lock_rows = [
+            {"space": space, "run_id": run_id, "owner": owner, "lease_until": until}
+            for space, run_id in run_ids.items()
+        ]
+        taken: set[str] = set()
+        if lock_rows:
+            lock = self._dialect_insert(locks)
+            lock = lock.on_conflict_do_update(
+                index_elements=["space"],
+                set_={
+                    "run_id": lock.excluded.run_id,
+                    "owner": lock.excluded.owner,
+                    "lease_until": lock.excluded.lease_until,
+                },
+                where=or_(locks.c.run_id.is_(None), locks.c.lease_until < now),
+            ).returning(locks.c.space)
+            taken = {space for (space,) in conn.execute(lock, lock_rows)}
+
+        # A busy Space writes nothing, as with claim(): drop its new row.
+        busy = [run_ids[space] for space in run_ids if space not in taken]
+        if busy:
+            conn.execute(delete(runs).where(runs.c.id.in_(busy)))
+        return {
+            index: _answer(request, run_ids, taken, owner, until)
+            for index, request in chunk
+        }
+
+    def _dialect_insert(self, table: Table) -> Any:
+        return (postgresql if self._postgresql else sqlite).insert(table)
+
+    def last_acted_many(self, spaces: Iterable[str]) -> dict[str, datetime]:
+        runs = schema.runs
+        wanted = list(dict.fromkeys(spaces))
+        acted = or_(runs.c.outcome.is_(None), runs.c.outcome != OutcomeKind.SKIPPED)
+        found: dict[str, datetime] = {}
+        with self._reading() as conn:
+            for start in range(0, len(wanted), _BATCH):
+                stmt = (
+                    select(runs.c.space, func.max(runs.c.claimed_at))
+                    .where(runs.c.space.in_(wanted[start : start + _BATCH]), acted)
+                    .group_by(runs.c.space)
+                )
+                found.update({space: moment for space, moment in conn.execute(stmt)})
+        return found
 
     def renew(
         self, claims: Iterable[Claim], *, lease: timedelta, now: datetime
@@ -649,3 +746,48 @@ def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines() or [type(error).__name__]
     line = lines[0].rstrip(".")
     return f"{line}."
+
+
+# Rows per bulk statement: well under SQLite's limit on bound variables.
+_BATCH = 400
+
+
+def _one_per_space(
+    pending: Sequence[tuple[int, ClaimRequest]],
+    answers: dict[int, Claim | Refusal],
+) -> tuple[list[tuple[int, ClaimRequest]], list[tuple[int, ClaimRequest]]]:
+    """Split off the first request of each Space; later ones wait or are busy."""
+    claimed = {a.key.space for a in answers.values() if isinstance(a, Claim)}
+    firsts: list[tuple[int, ClaimRequest]] = []
+    later: list[tuple[int, ClaimRequest]] = []
+    seen: set[str] = set()
+    for index, request in pending:
+        space = request.key.space
+        if space in claimed:
+            later.append((index, request))
+        elif space in seen:
+            later.append((index, request))
+        else:
+            seen.add(space)
+            firsts.append((index, request))
+
+    # Requests of a Space claimed in an earlier round are busy at once.
+    busy = [(i, r) for i, r in later if r.key.space in claimed]
+    for index, _ in busy:
+        answers[index] = Refusal.BUSY
+    return firsts, [(i, r) for i, r in later if r.key.space not in claimed]
+
+
+def _answer(
+    request: ClaimRequest,
+    run_ids: Mapping[str, int],
+    taken: set[str],
+    owner: str,
+    until: datetime,
+) -> Claim | Refusal:
+    space = request.key.space
+    if space not in run_ids:
+        return Refusal.RECORDED
+    if space not in taken:
+        return Refusal.BUSY
+    return Claim(run_id=run_ids[space], key=request.key, owner=owner, lease_until=until)
