@@ -169,3 +169,15 @@ def test_every_shipped_test_world_loads() -> None:
         if path.name.startswith("bad-"):
             continue
         assert World.load(path).spaces
+
+
+def test_simulators_of_one_world_share_no_state() -> None:
+    from spaces_scheduler.hubsim import DEFAULT_WORLD, HubSim
+
+    first, second = HubSim(DEFAULT_WORLD), HubSim(DEFAULT_WORLD)
+    first.set_space("demo/dashboard", stage="PAUSED", runtime_errors=["boom"])
+    first.hub.spaces["demo/dashboard"].restart(now=0.0)
+
+    state = second.space_state("demo/dashboard")
+    assert state["stage"] == "RUNNING"
+    assert state["settings"]["runtime_errors"] == []

@@ -18,6 +18,7 @@ from spaces_scheduler.hubsim.server import HubSim, serve_forever
 from spaces_scheduler.hubsim.world import (
     DEFAULT_READ_TOKEN,
     DEFAULT_TOKEN,
+    DEFAULT_WORLD,
     DEFAULT_WORLD_TOML,
     World,
     WorldError,
@@ -26,6 +27,7 @@ from spaces_scheduler.hubsim.world import (
 __all__ = [
     "DEFAULT_READ_TOKEN",
     "DEFAULT_TOKEN",
+    "DEFAULT_WORLD",
     "DEFAULT_WORLD_TOML",
     "HubSim",
     "World",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from spaces_scheduler.hubsim.access import anonymous_error
-from spaces_scheduler.hubsim.api_spaces import _expand
+from spaces_scheduler.hubsim.api_spaces import expand_of
 from spaces_scheduler.hubsim.common import HubError
 from spaces_scheduler.hubsim.repos import Commit, RepoState, etag_of
 from spaces_scheduler.hubsim.wire import Request, Response, Route, json_response
@@ -34,7 +34,7 @@ def info(hub: Hub, request: Request, match: Match) -> Response:
     kind = _KIND[match["dm"]]
     repo = hub.repo(request, kind, _id(match))
     commit = _revision(repo, match.groupdict().get("revision") or "main")
-    return json_response(repo.info(commit, _expand(request, kind)))
+    return json_response(repo.info(commit, expand_of(request, kind)))
 
 
 def refs(hub: Hub, request: Request, match: Match) -> Response:

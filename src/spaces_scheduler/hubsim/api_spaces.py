@@ -189,7 +189,7 @@ def info(hub: Hub, request: Request, match: Match) -> Response:
     if revision is not None and revision not in ("main", space.sha):
         raise HubError(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
 
-    expand = _expand(request, "space")
+    expand = expand_of(request, "space")
     return json_response(select_expanded(space_info(hub, request, space), expand))
 
 
@@ -219,7 +219,7 @@ def space_info(hub: Hub, request: Request, space: SpaceState) -> dict[str, Any]:
     }
 
 
-def _expand(request: Request, kind: str) -> list[str] | None:
+def expand_of(request: Request, kind: str) -> list[str] | None:
     params = request.params()
     values = params.get("expand", []) + params.get("expand[]", [])
     unknown = [v for v in values if v not in EXPAND_KEYS[kind]]
@@ -249,7 +249,7 @@ def _page(hub: Hub, request: Request, spaces: list[SpaceState]) -> Response:
     limit = request.param("limit")
     if limit and limit.isdigit():
         size = min(size, int(limit))
-    expand = _expand(request, "space")
+    expand = expand_of(request, "space")
     full = request.param("full") in ("true", "True", "1")
 
     rows = [_listed(hub, request, s, expand, full) for s in spaces[skip : skip + size]]

@@ -26,6 +26,7 @@ from spaces_scheduler.hubsim.jobs import ScheduledJobBook
 from spaces_scheduler.hubsim.limiter import RateLimiter, Verdict
 from spaces_scheduler.hubsim.repos import RepoState
 from spaces_scheduler.hubsim.spaces import SpaceState
+from spaces_scheduler.hubsim.tables import check_table
 from spaces_scheduler.hubsim.webhooks import WebhookBook
 from spaces_scheduler.hubsim.wire import (
     Request,
@@ -33,7 +34,7 @@ from spaces_scheduler.hubsim.wire import (
     Router,
     error_response,
 )
-from spaces_scheduler.hubsim.world import SPACE, TOKEN, World, check_table
+from spaces_scheduler.hubsim.world import SPACE, TOKEN, World
 
 UNCOUNTED = ("/api/agent-harnesses",)
 
@@ -173,11 +174,7 @@ class Hub:
         caller = _caller(request)
         space = self.spaces.get(space_id)
         if space is None:
-            raise (
-                anonymous_error(request.path)
-                if caller.token is None
-                else (not_found_error())
-            )
+            raise _missing(request, caller)
         require_visible(
             caller,
             request.path,
@@ -194,11 +191,7 @@ class Hub:
         caller = _caller(request)
         repo = self.repos.get((kind, repo_id))
         if repo is None:
-            raise (
-                anonymous_error(request.path)
-                if caller.token is None
-                else (not_found_error())
-            )
+            raise _missing(request, caller)
         require_visible(
             caller,
             request.path,
@@ -272,6 +265,11 @@ class Hub:
 
     def is_org(self, name: str) -> bool:
         return any(name in t["orgs"] for t in self.tokens.values())
+
+
+def _missing(request: Request, caller: Caller) -> HubError:
+    # Anonymous callers cannot tell a missing repository from a private one.
+    return anonymous_error(request.path) if caller.token is None else not_found_error()
 
 
 def _caller(request: Request) -> Caller:

@@ -25,12 +25,14 @@ Every token is fake; the Spaces exist only in the simulator's memory.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spaces_scheduler.hubsim.common import STAGES
+from spaces_scheduler.hubsim import tables as check
+from spaces_scheduler.hubsim.tables import Table, check_table
+from spaces_scheduler.hubsim.tables import WorldError as WorldError
 
 DEFAULT_TOKEN = "hf_sim_demo_write_token"
 DEFAULT_READ_TOKEN = "hf_sim_demo_read_token"
@@ -116,145 +118,14 @@ id = "demo/tiny-model"
 """
 
 
-class WorldError(ValueError):
-    """A world file is invalid; the message is one line naming the key."""
-
-
-Check = Callable[[Any], Any]
-
-
-def _fail(problem: str) -> ValueError:
-    return ValueError(problem)
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise _fail("must be a non-empty string")
-    return value
-
-
-def _opt_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
-
-
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _fail("must be true or false")
-    return value
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise _fail("must be a number of seconds >= 0")
-    return float(value)
-
-
-def _positive(value: Any) -> float:
-    if _seconds(value) <= 0:
-        raise _fail("must be a number of seconds > 0")
-    return float(value)
-
-
-def _offset(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail("must be a number of seconds")
-    return float(value)
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _fail("must be a whole number >= 0")
-    return value
-
-
-def _status(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail("must be an HTTP status code")
-    if not 100 <= value <= 599:
-        raise _fail("must be an HTTP status code (100-599)")
-    return value
-
-
-def _texts(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _fail("must be a list of strings")
-    return list(value)
-
-
-def _stage(value: Any) -> str:
-    if value not in STAGES:
-        raise _fail(f"must be one of {', '.join(sorted(STAGES))}")
-    return str(value)
-
-
-def _opt_stage(value: Any) -> str | None:
-    return None if value is None else _stage(value)
-
-
-def _repo_id(value: Any) -> str:
-    parts = _text(value).split("/")
-    if len(parts) != 2 or not all(parts):
-        raise _fail("must look like owner/name")
-    return str(value)
-
-
-def _sha(value: Any) -> str:
-    text = _text(value)
-    if len(text) != 40 or any(c not in "0123456789abcdef" for c in text):
-        raise _fail("must be 40 lowercase hex digits")
-    return text
-
-
-def _str_map(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(
-        isinstance(v, str) for v in value.values()
-    ):
-        raise _fail("must be a table of strings")
-    return dict(value)
-
-
-def _opt_sleep(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
-        raise _fail("must be a whole number of seconds (-1 = never)")
-    return value
-
-
-def _role(value: Any) -> str:
-    if value not in ("read", "write", "fineGrained", "oauth", "admin"):
-        raise _fail("must be one of read, write, fineGrained, oauth, admin")
-    return str(value)
-
-
-def _watched(value: Any) -> list[dict[str, str]]:
-    kinds = ("dataset", "model", "space", "user", "org")
-    if not isinstance(value, list):
-        raise _fail("must be a list of {type, name} tables")
-    for item in value:
-        if not isinstance(item, dict) or item.get("type") not in kinds:
-            raise _fail(f"must be a list of {{type, name}}; type one of {kinds}")
-        _text(item.get("name"))
-    return [{"type": i["type"], "name": i["name"]} for i in value]
-
-
-@dataclass(frozen=True)
-class Table:
-    """The keys one kind of table accepts: checks, defaults, required keys."""
-
-    checks: dict[str, Check]
-    defaults: dict[str, Any] = field(default_factory=dict)
-    required: tuple[str, ...] = ()
-
-
 HUB = Table(
     checks={
-        "requests_per_window": _count,
-        "window_seconds": _positive,
-        "latency": _seconds,
-        "webhook_timeout": _positive,
-        "resolver_factor": _count,
-        "page_size": _count,
+        "requests_per_window": check.count,
+        "window_seconds": check.positive,
+        "latency": check.seconds,
+        "webhook_timeout": check.positive,
+        "resolver_factor": check.count,
+        "page_size": check.count,
     },
     defaults={
         "requests_per_window": 1000,
@@ -268,12 +139,12 @@ HUB = Table(
 
 TOKEN = Table(
     checks={
-        "value": _text,
-        "user": _text,
-        "role": _role,
-        "orgs": _texts,
-        "deny": _texts,
-        "fullname": _text,
+        "value": check.text,
+        "user": check.text,
+        "role": check.role,
+        "orgs": check.texts,
+        "deny": check.texts,
+        "fullname": check.text,
     },
     defaults={"role": "write", "orgs": [], "deny": []},
     required=("value", "user"),
@@ -282,32 +153,32 @@ TOKEN = Table(
 # The keys `POST /_sim/spaces/{id}` accepts too, so they are public.
 SPACE = Table(
     checks={
-        "id": _repo_id,
-        "stage": _stage,
-        "hardware": _text,
-        "build_seconds": _seconds,
-        "start_seconds": _seconds,
-        "stale_running_seconds": _seconds,
-        "build_error": _opt_text,
-        "build_log": _texts,
-        "fixed_by_factory": _flag,
-        "stuck": _flag,
-        "runtime_error": _opt_text,
-        "runtime_errors": _texts,
-        "stuck_stage": _opt_stage,
-        "stage_since": _offset,
-        "ignore_restart": _flag,
-        "ignore_hardware": _flag,
-        "pause_after_queue": _seconds,
-        "app_status": _status,
-        "logs_available": _flag,
-        "private": _flag,
-        "error_message": _opt_text,
-        "sdk": _text,
-        "sha": _sha,
-        "sleep_time": _opt_sleep,
-        "variables": _str_map,
-        "secrets": _texts,
+        "id": check.repo_id,
+        "stage": check.stage,
+        "hardware": check.text,
+        "build_seconds": check.seconds,
+        "start_seconds": check.seconds,
+        "stale_running_seconds": check.seconds,
+        "build_error": check.opt_text,
+        "build_log": check.texts,
+        "fixed_by_factory": check.flag,
+        "stuck": check.flag,
+        "runtime_error": check.opt_text,
+        "runtime_errors": check.texts,
+        "stuck_stage": check.opt_stage,
+        "stage_since": check.offset,
+        "ignore_restart": check.flag,
+        "ignore_hardware": check.flag,
+        "pause_after_queue": check.seconds,
+        "app_status": check.status,
+        "logs_available": check.flag,
+        "private": check.flag,
+        "error_message": check.opt_text,
+        "sdk": check.text,
+        "sha": check.sha,
+        "sleep_time": check.opt_sleep,
+        "variables": check.str_map,
+        "secrets": check.texts,
     },
     defaults={
         "stage": "RUNNING",
@@ -340,67 +211,44 @@ SPACE = Table(
 )
 
 REPO = Table(
-    checks={"id": _repo_id, "sha": _sha, "readme": _flag, "private": _flag},
+    checks={
+        "id": check.repo_id,
+        "sha": check.sha,
+        "readme": check.flag,
+        "private": check.flag,
+    },
     defaults={"sha": None, "readme": True, "private": False},
     required=("id",),
 )
 
 FAULT = Table(
     checks={
-        "path": _text,
-        "space": _repo_id,
-        "method": _text,
-        "times": _count,
-        "status": _status,
-        "message": _opt_text,
-        "error_code": _text,
-        "retry_after": _seconds,
-        "delay": _seconds,
-        "hang": _flag,
+        "path": check.text,
+        "space": check.repo_id,
+        "method": check.text,
+        "times": check.count,
+        "status": check.status,
+        "message": check.opt_text,
+        "error_code": check.text,
+        "retry_after": check.seconds,
+        "delay": check.seconds,
+        "hang": check.flag,
     },
     defaults={"times": 1, "message": None, "delay": 0.0, "hang": False},
 )
 
 WEBHOOK = Table(
     checks={
-        "user": _text,
-        "url": _text,
-        "watched": _watched,
-        "domains": _texts,
-        "secret": _text,
-        "disabled": _flag,
+        "user": check.text,
+        "url": check.text,
+        "watched": check.watched,
+        "domains": check.texts,
+        "secret": check.text,
+        "disabled": check.flag,
     },
     defaults={"domains": ["repo", "discussion"], "disabled": False, "secret": None},
     required=("user", "url", "watched"),
 )
-
-
-def check_table(
-    table: Table, raw: Any, *, where: str, partial: bool = False
-) -> dict[str, Any]:
-    """Return `raw` checked against `table`, defaults filled unless `partial`.
-
-    Raises WorldError with one line naming `where` and the key.
-    """
-    if not isinstance(raw, Mapping):
-        raise WorldError(f"{where}: must be a table, got {raw!r}.")
-
-    for key in raw:
-        if key not in table.checks:
-            known = ", ".join(sorted(table.checks))
-            raise WorldError(f"{where}: unknown key {key!r} (known: {known}).")
-    if not partial:
-        for key in table.required:
-            if key not in raw:
-                raise WorldError(f"{where}: key {key!r} is required.")
-
-    checked = {} if partial else dict(table.defaults)
-    for key, value in raw.items():
-        try:
-            checked[key] = table.checks[key](value)
-        except ValueError as error:
-            raise WorldError(f"{where}: key {key!r} {error}, got {value!r}.") from None
-    return checked
 
 
 def check_fault(raw: Any, *, where: str) -> dict[str, Any]:
@@ -501,3 +349,8 @@ def _many(
         where = f"{source}: [[{name}]] #{i}" + (f" ({label})" if label else "")
         checked.append(check_table(table, raw, where=where))
     return tuple(checked)
+
+
+# The default world, checked once; a HubSim copies what it changes, so one World
+# may serve any number of simulators.
+DEFAULT_WORLD = World.default()
