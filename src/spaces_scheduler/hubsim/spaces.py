@@ -9,7 +9,11 @@ the restart, so nothing ticks in the background:
                  └> BUILD_ERROR           └> RUNTIME_ERROR
 
 `stuck` keeps BUILDING for ever, `stuck_stage` keeps that stage for ever,
-`pause_after_queue` shows BUILDING (with an empty build log) that long, then PAUSED.
+`pause_after_queue` shows BUILDING (with an empty build log) that long, then PAUSED,
+on every restart until it is set back to 0. During `stale_running_seconds` the
+runtime still shows the stage the Space had before the restart (RUNNING, for a
+running Space). `stage_since` (seconds, either sign) dates the initial stage that
+long before the simulator started.
 A new hardware flavor becomes `hardware.current` when the build ends. When an attempt
 reaches an end (RUNNING, an error, PAUSED) it settles into the plain stage with the
 instant it began, which `stage_since` reports.
