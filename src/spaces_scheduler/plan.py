@@ -485,3 +485,142 @@ def one_shot_catch_up(slots: list[Slot]) -> CatchUp:
 
     ordered = sorted(slots, key=lambda slot: slot.utc)
     return CatchUp(ordered[-1], tuple((slot, COALESCED) for slot in ordered[:-1]))
+
+
+# ---------------------------------------------------------------------------
+# Windows
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+_DAY = 1440
+_WEEK = 7 * _DAY
+
+
+@dataclass(frozen=True)
+class WeeklyHours:
+    """The times a window is inside: on `days` (0 = Monday), from `start` to `end`.
+
+    `start` and `end` are minutes after midnight, wall time in `zone`. An `end`
+    at or before `start` runs into the next morning: Friday 22:00-06:00 ends on
+    Saturday.
+    """
+
+    days: frozenset[int]
+    start: int
+    end: int
+    zone: str
+
+    @classmethod
+    def parse(cls, days: str, hours: str, zone: str) -> WeeklyHours:
+        """Return the times of `days` and `hours`; raise ValueError if malformed."""
+        start, end = parse_hours(hours)
+        return cls(parse_days(days), start, end, zone)
+
+    def spans(self) -> list[tuple[int, int]]:
+        """Return [start, end) spans in minutes from Monday 00:00.
+
+        Sunday's span may run past the week's end, into Monday.
+        """
+        length = (self.end - self.start) % _DAY or _DAY
+        return [
+            (day * _DAY + self.start, day * _DAY + self.start + length)
+            for day in sorted(self.days)
+        ]
+
+    def contains(self, moment: datetime) -> bool:
+        """Return whether the aware instant `moment` is inside."""
+        local = _as_utc(moment).astimezone(ZoneInfo(self.zone))
+        minute = local.weekday() * _DAY + local.hour * 60 + local.minute
+        return any(
+            start <= probe < end
+            for start, end in self.spans()
+            for probe in (minute, minute + _WEEK)
+        )
+
+
+def parse_days(text: str) -> frozenset[int]:
+    """Return the weekdays (0 = Monday) of `mon-fri`, `sat,sun`, `fri-mon`, ...
+
+    Raise ValueError for anything else.
+    """
+    days: set[int] = set()
+    for part in text.lower().replace(" ", "").split(","):
+        first, dash, last = part.partition("-")
+        if first not in DAY_NAMES or (dash and last not in DAY_NAMES):
+            raise ValueError(f"{text!r} is not a list of days")
+
+        start = DAY_NAMES.index(first)
+        stop = DAY_NAMES.index(last) if dash else start
+        days.update((start + k) % 7 for k in range((stop - start) % 7 + 1))
+    return frozenset(days)
+
+
+def parse_hours(text: str) -> tuple[int, int]:
+    """Return the minutes after midnight at which `HH:MM-HH:MM` starts and ends.
+
+    The end may be 24:00 (00:00-24:00 is the whole day), or earlier than the
+    start for a span past midnight.
+    Raise ValueError for anything else.
+    """
+    match = _HOURS.match(text.replace(" ", ""))
+    if not match:
+        raise ValueError(f"{text!r} is not HH:MM-HH:MM")
+
+    hour, minute, end_hour, end_minute = (int(part) for part in match.groups())
+    start, end = hour * 60 + minute, end_hour * 60 + end_minute
+    if hour > 23 or minute > 59 or end_minute > 59 or end > _DAY:
+        raise ValueError(f"{text!r} holds a time that is not on the clock")
+    if start == end:
+        raise ValueError(f"{text!r} starts when it ends")
+    return start, end
+
+
+def first_overlap(
+    first: WeeklyHours, second: WeeklyHours, *, now: datetime
+) -> tuple[int, int] | None:
+    """Return the first (weekday, minute) of `first`'s week when both are inside.
+
+    Zones are compared with every pair of UTC offsets they have together in the
+    two years after `now`; None when the two never overlap.
+    """
+    spans = first.spans()
+    for shift in _offset_differences(first.zone, second.zone, now=now):
+        moved = [(start - shift, end - shift) for start, end in second.spans()]
+        found = _overlap_start(spans, moved)
+        if found is not None:
+            return divmod(found % _WEEK, _DAY)
+    return None
+
+
+def _overlap_start(
+    first: list[tuple[int, int]], second: list[tuple[int, int]]
+) -> int | None:
+    # Spans can reach past either end of the week after a shift: comparing each
+    # pair one week back, in place and one week on makes the wrap exact.
+    starts = [
+        max(a_start, b_start + week)
+        for a_start, a_end in first
+        for b_start, b_end in second
+        for week in (-_WEEK, 0, _WEEK)
+        if max(a_start, b_start + week) < min(a_end, b_end + week)
+    ]
+    return min(starts, default=None)
+
+
+def _offset_differences(first: str, second: str, *, now: datetime) -> list[int]:
+    """Return by how many minutes `second`'s wall clock runs ahead of `first`'s."""
+    if first == second:
+        return [0]
+
+    behind, ahead = ZoneInfo(first), ZoneInfo(second)
+    start = _as_utc(now).replace(minute=0, second=0, microsecond=0)
+    found = set()
+    for hours in range(0, 2 * 366 * 24, 6):
+        moment = start + timedelta(hours=hours)
+        gap = _utc_offset(moment, ahead) - _utc_offset(moment, behind)
+        found.add(gap // timedelta(minutes=1))
+    return sorted(found)
+
+
+def _utc_offset(moment: datetime, zone: ZoneInfo) -> timedelta:
+    return moment.astimezone(zone).utcoffset() or timedelta(0)
