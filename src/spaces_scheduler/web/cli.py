@@ -1,0 +1,86 @@
+"""`spaces-scheduler serve`: the dashboard for one-shot deployments.
+
+It reads the store that `run --once` writes, and runs "run now" in-process
+through the Hub client. Without a Hub token the pages are read-only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+
+import click
+
+from spaces_scheduler.cli import common_options, load_config, setup
+from spaces_scheduler.errors import CredentialsError
+
+log = logging.getLogger(__name__)
+
+
+@click.command()
+@common_options
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Where to listen (default: [web] listen, else 127.0.0.1:8473).",
+)
+@click.option(
+    "--token-env",
+    metavar="NAME",
+    help="The variable holding the Hub token for run now (default: [hub] token_env).",
+)
+def serve(
+    config_file: str | None,
+    state_url: str | None,
+    debug: bool,
+    listen: str | None,
+    token_env: str | None,
+) -> None:
+    """Serve the dashboard, JSON API and /metrics from the state store."""
+    from spaces_scheduler.acting import open_hub
+    from spaces_scheduler.service import poll_first
+    from spaces_scheduler.store import open_store
+    from spaces_scheduler.web import WebServer, build_app
+    from spaces_scheduler.web.runnow import InProcessRuns
+
+    setup(click.get_current_context(), debug=debug, level=logging.INFO)
+    config = load_config(config_file)
+    assert config is not None
+    store = open_store(state_url, config_path=config.path)
+
+    runner = None
+    try:
+        client = open_hub(config, token_env=token_env)
+        runner = InProcessRuns(config, store, client, poll_first=poll_first(config))
+    except CredentialsError as exc:
+        log.warning("run now is off: %s", exc)
+
+    variable = config.web.access_token_env
+    access_token = os.environ.get(variable) if variable else None
+    app = build_app(config=config, store=store, run_now=runner)
+    server = WebServer(
+        app, listen=listen or config.web.listen, access_token=access_token
+    )
+    try:
+        click.echo(f"serving {server.start()}")
+        _wait_for_signal()
+    finally:
+        server.stop()
+        if runner is not None:
+            runner.close()
+        store.close()
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop.wait(1.0):
+        pass

@@ -1,0 +1,133 @@
+"""Serve the app with uvicorn on a background thread, for the daemon and `serve`.
+
+The socket is bound here, before uvicorn starts, so that a taken port or a
+listen address beyond loopback without an access token fails `start()` with
+one readable line instead of a log line on another thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+import time
+
+import uvicorn
+from starlette.applications import Starlette
+
+from spaces_scheduler.errors import ConfigError
+from spaces_scheduler.web.app import WebContext
+from spaces_scheduler.web.security import is_loopback, split_listen
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+
+
+class WebServer:
+    """The app on `listen`, in a daemon thread; `start()`, `url`, `stop()`."""
+
+    def __init__(
+        self,
+        app: Starlette,
+        *,
+        listen: str = "127.0.0.1:8473",
+        access_token: str | None = None,
+    ) -> None:
+        self.app = app
+        self.listen = listen
+        self.access_token = access_token or None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._address: tuple[str, int] | None = None
+
+    def start(self) -> str:
+        """Start serving; return the URL. Raise ConfigError when it cannot."""
+        host, port = self._checked_address()
+        sock = _bind(host, port, self.listen)
+        self._address = (host, sock.getsockname()[1])
+
+        context = self.app.state.web
+        assert isinstance(context, WebContext)
+        context.security.access_token = self.access_token
+        # Read the run history now, not on the first page view.
+        threading.Thread(target=context.ledger.view, daemon=True).start()
+
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            server_header=False,
+            # Forwarded headers would let any local proxy claim a loopback client.
+            proxy_headers=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="web", daemon=True
+        )
+        self._thread.start()
+        self._wait_started()
+        log.info("web: serving on %s", self.url)
+        return self.url
+
+    def _checked_address(self) -> tuple[str, int]:
+        try:
+            host, port = split_listen(self.listen)
+        except ValueError as exc:
+            raise ConfigError([f"[web] listen: {exc}."]) from None
+        if not is_loopback(host) and not self.access_token:
+            raise ConfigError(
+                [
+                    f"[web] listen = {self.listen!r} reaches beyond this machine, "
+                    "and no access token is set: set [web] access_token_env to the "
+                    "name of a variable holding one, or listen on 127.0.0.1."
+                ]
+            )
+        return host, port
+
+    def _wait_started(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        assert self._server is not None and self._thread is not None
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise ConfigError([f"[web] the server on {self.listen} did not start."])
+            time.sleep(0.01)
+
+    @property
+    def url(self) -> str:
+        assert self._address is not None, "start() first"
+        host, port = self._address
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}"
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread (at most STOP_TIMEOUT seconds)."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(STOP_TIMEOUT)
+        self._server = None
+        self._thread = None
+
+
+def _bind(host: str, port: int, listen: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            reason = "the port is taken by another process"
+        else:
+            reason = exc.strerror or str(exc)
+        raise ConfigError(
+            [f"[web] listen = {listen!r}: cannot listen there: {reason}."]
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
