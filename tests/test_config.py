@@ -133,6 +133,12 @@ def test_an_empty_file_gives_the_defaults() -> None:
     assert parse_config("", FILE) == Config(FILE)
 
 
+def test_the_first_poll_pause_can_be_shortened() -> None:
+    config = parse_config('[hub]\npoll = "50ms"\n', FILE)
+    assert config.hub.poll == timedelta(milliseconds=50)
+    assert HubSettings().poll == timedelta(seconds=2)
+
+
 def test_schedule_keys_override_the_defaults_one_by_one() -> None:
     config = parse_config(
         """

@@ -72,11 +72,17 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class HubSettings:
-    """The `[hub]` table: how to reach the Hub and how hard to use it."""
+    """The `[hub]` table: how to reach the Hub and how hard to use it.
+
+    `poll` is the first pause between runtime reads while a run waits; later
+    pauses grow from it. Not in the documented example: tests against the
+    simulated Hub shorten it.
+    """
 
     token_env: str | None = None
     requests_per_5min: int = 800
     concurrency: int = 8
+    poll: timedelta = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -361,14 +367,14 @@ def _table(data: dict[str, Any], name: str, problems: _Problems) -> dict[str, An
 
 
 def _read_hub(data: dict[str, Any], problems: _Problems) -> HubSettings:
-    table = _Table(
-        data, "[hub] ", ("token_env", "requests_per_5min", "concurrency"), problems
-    )
+    keys = ("token_env", "requests_per_5min", "concurrency", "poll")
+    table = _Table(data, "[hub] ", keys, problems)
     table.check_unknown()
     return HubSettings(
         token_env=table.take("token_env", _env_name, None),
         requests_per_5min=table.take("requests_per_5min", _positive_int, 800),
         concurrency=table.take("concurrency", _positive_int, 8),
+        poll=table.take("poll", _positive_duration, HubSettings.poll),
     )
 
 
