@@ -537,6 +537,95 @@ class HubCalls:
         flavors = self._call("hardware prices", lambda: api.list_spaces_hardware())
         return {item.name: _hourly(item) for item in flavors}
 
+    # -- scheduled Jobs ----------------------------------------------------------
+
+    def list_scheduled_jobs(
+        self, namespace: str | None, *, labels: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """Return the scheduled Jobs of `namespace` that carry every label given.
+
+        Each is a plain dict (`id`, `schedule`, `suspend`, `image`, `command`,
+        `environment`, `secrets` (names only), `flavor`, `timeout`, `labels`).
+        """
+        api = self.client._api
+
+        def listing() -> list[dict[str, Any]]:
+            found = api.list_scheduled_jobs(labels=labels, namespace=namespace)
+            return [self._job_view(job) for job in found]
+
+        return self._call(f"scheduled Jobs of {namespace or 'the token'}", listing)
+
+    def create_scheduled_job(
+        self,
+        namespace: str | None,
+        *,
+        image: str,
+        command: list[str],
+        schedule: str,
+        env: dict[str, str],
+        secrets: dict[str, str],
+        flavor: str,
+        timeout: int,
+        labels: dict[str, str],
+    ) -> dict[str, Any]:
+        """Create a scheduled Job (no overlapping runs); return it as listed."""
+        api = self.client._api
+
+        def create() -> dict[str, Any]:
+            job = api.create_scheduled_job(
+                image=image,
+                command=command,
+                schedule=schedule,
+                concurrency=False,
+                env=env,
+                secrets=secrets,
+                flavor=flavor,
+                timeout=timeout,
+                labels=labels,
+                namespace=namespace,
+            )
+            return self._job_view(job)
+
+        # A retry after a lost answer may make a second Job; `deploy hf-job
+        # --apply` finds both by their label and deletes the extra one.
+        return self._call(f"create the scheduled Job {labels}", create)
+
+    def update_scheduled_job_schedule(
+        self, namespace: str | None, job_id: str, schedule: str
+    ) -> None:
+        api = self.client._api
+        self._call(
+            f"scheduled Job {job_id}: schedule",
+            lambda: api.update_scheduled_job_schedule(
+                scheduled_job_id=job_id, schedule=schedule, namespace=namespace
+            ),
+        )
+
+    def delete_scheduled_job(self, namespace: str | None, job_id: str) -> None:
+        api = self.client._api
+        self._call(
+            f"delete the scheduled Job {job_id}",
+            lambda: api.delete_scheduled_job(
+                scheduled_job_id=job_id, namespace=namespace
+            ),
+        )
+
+    @staticmethod
+    def _job_view(job: Any) -> dict[str, Any]:
+        spec = job.job_spec
+        return {
+            "id": job.id,
+            "schedule": job.schedule,
+            "suspend": bool(job.suspend),
+            "image": spec.docker_image if spec else None,
+            "command": list(spec.command or []) if spec else [],
+            "environment": dict(spec.environment or {}) if spec else {},
+            "secrets": sorted(spec.secrets or {}) if spec else [],
+            "flavor": str(spec.flavor) if spec and spec.flavor else None,
+            "timeout": spec.timeout if spec else None,
+            "labels": dict(spec.labels or {}) if spec else {},
+        }
+
 
 def _hourly(item: Any) -> float:
     cost = float(getattr(item, "unit_cost_usd", 0.0) or 0.0)
