@@ -82,7 +82,8 @@ class Slot:
     """One fire time of a schedule, before jitter.
 
     `shifted` is True when DST moved it: its wall time fell in a spring gap and it
-    runs at the first instant after the gap.
+    runs at the first instant after the gap. Compare slots by `utc`: Python calls
+    a `local` in a repeated hour unequal to every instant of another zone.
     """
 
     utc: datetime
