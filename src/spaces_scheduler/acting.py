@@ -8,6 +8,8 @@ process) and that it may manage each Space; a failure there raises
 
 from __future__ import annotations
 
+import fnmatch
+import logging
 import re
 import sys
 import threading
@@ -20,18 +22,28 @@ from typing import TYPE_CHECKING
 import click
 
 from spaces_scheduler.action import Action
+from spaces_scheduler.dispatch import DueRun, Finished
 from spaces_scheduler.errors import CredentialsError, HubError
-from spaces_scheduler.hub import HubClient, Identity, RequestBudget, resolve_token
-from spaces_scheduler.outcome import Outcome, OutcomeKind
+from spaces_scheduler.hub import (
+    HubClient,
+    Identity,
+    RequestBudget,
+    Runtime,
+    resolve_token,
+)
+from spaces_scheduler.outcome import Outcome
 from spaces_scheduler.runner import RunOptions, execute
 
 if TYPE_CHECKING:
     from spaces_scheduler.config import Config
 
+log = logging.getLogger(__name__)
+
 SPACE_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CHECK_DEADLINE = 120.0
 NO_WAIT_DEADLINE = 300.0
 PROGRESS_FROM = 5
+PREFETCH_FROM = 8
 
 
 @dataclass(frozen=True)
@@ -98,13 +110,15 @@ def run_jobs(
     """Run `jobs` concurrently; call `on_done` as each finishes; keep job order."""
     outcomes: dict[int, Outcome] = {}
     lock = threading.Lock()
+    known = prefetch_runtimes(client, [job.space for job in jobs])
     # Runs spend most of their time asleep between polls; requests themselves
     # are bounded by the client's slots, so the pool can be wider.
     size = workers or max(1, min(len(jobs), 256))
 
     with ThreadPoolExecutor(max_workers=size, thread_name_prefix="run") as pool:
         futures = {
-            pool.submit(run_one, client, job): index for index, job in enumerate(jobs)
+            pool.submit(run_one, client, job, known.get(job.space)): index
+            for index, job in enumerate(jobs)
         }
         for future in as_completed(futures):
             index = futures[future]
@@ -115,15 +129,38 @@ def run_jobs(
     return [outcomes[index] for index in range(len(jobs))]
 
 
-def run_one(client: HubClient, job: Job) -> Outcome:
+def run_one(client: HubClient, job: Job, before: Runtime | None = None) -> Outcome:
     """Run one job with its deadline; never raises for Hub trouble."""
     wait = job.options.wait
     deadline = time.monotonic() + (wait if wait is not None else NO_WAIT_DEADLINE)
     calls = client.calls(deadline=deadline)
-    try:
-        return execute(calls, job.space, job.action, job.options)
-    except HubError as exc:  # pragma: no cover - execute() catches these
-        return Outcome(OutcomeKind.FAILED, reason=str(exc))
+    return execute(calls, job.space, job.action, job.options, before=before)
+
+
+def prefetch_runtimes(client: HubClient, spaces: Sequence[str]) -> dict[str, Runtime]:
+    """Read the runtimes of many Spaces of one owner with one listing.
+
+    One listing page answers for hundreds of Spaces where each would cost a
+    runtime read; owners with only a few Spaces are read one by one later.
+    A listing that fails costs nothing but the reads it was meant to save.
+    """
+    owners: dict[str, int] = {}
+    for space in spaces:
+        owner = space.split("/", 1)[0]
+        owners[owner] = owners.get(owner, 0) + 1
+
+    found: dict[str, Runtime] = {}
+    for owner, count in owners.items():
+        if count < PREFETCH_FROM:
+            continue
+        calls = client.calls(deadline=time.monotonic() + CHECK_DEADLINE)
+        try:
+            listing = calls.list_spaces(owner, with_runtime=True)
+        except HubError as exc:
+            log.warning("could not list the Spaces of %s: %s", owner, exc)
+            continue
+        found.update({s: rt for s, rt in listing.items() if rt is not None})
+    return found
 
 
 def run_options(
@@ -137,7 +174,7 @@ def run_options(
             wait=policy.wait.total_seconds(),
             if_busy=policy.if_busy,
             escalate=policy.escalate,
-            poll_first=config.hub.poll.total_seconds(),  # type: ignore[attr-defined]
+            poll_first=config.hub.poll.total_seconds(),
         )
     if no_wait:
         wait_seconds = None
@@ -206,3 +243,73 @@ def act_now(
     printer = Printer(len(jobs), width=max(len(space) for space in spaces))
     outcomes = run_jobs(client, jobs, on_done=printer)
     return any(outcome.kind.is_failure for outcome in outcomes)
+
+
+# -- scheduled runs ---------------------------------------------------------------
+
+
+class SpaceResolver:
+    """Expands the `spaces` of schedules, patterns through the Hub's listing.
+
+    Listings are cached per owner until `refresh()`, so fifty schedules over one
+    organisation cost one listing.
+    """
+
+    def __init__(self, client: HubClient) -> None:
+        self.client = client
+        self._listings: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._listings.clear()
+
+    def expand(self, entries: Iterable[str]) -> list[str]:
+        """Return the Space ids `entries` name, in order, without repeats."""
+        found: list[str] = []
+        for entry in entries:
+            if "*" not in entry:
+                found.append(entry)
+                continue
+            owner, _, pattern = entry.partition("/")
+            names = self._listing(owner)
+            found.extend(
+                n for n in names if fnmatch.fnmatchcase(n.split("/")[1], pattern)
+            )
+        return list(dict.fromkeys(found))
+
+    def _listing(self, owner: str) -> list[str]:
+        with self._lock:
+            if owner not in self._listings:
+                deadline = time.monotonic() + CHECK_DEADLINE
+                spaces = self.client.calls(deadline=deadline).list_spaces(owner)
+                self._listings[owner] = sorted(spaces)
+            return self._listings[owner]
+
+
+def schedule_executor(
+    client: HubClient, *, poll_first: float = 2.0
+) -> Callable[[DueRun], Outcome]:
+    """Return the function that makes one scheduled run on the Hub."""
+
+    def run(due: DueRun) -> Outcome:
+        policy = due.schedule.policy
+        options = RunOptions(
+            wait=policy.wait.total_seconds(),
+            if_busy=policy.if_busy,
+            escalate=policy.escalate,
+            poll_first=poll_first,
+        )
+        return run_one(client, Job(due.space, due.schedule.action, options))
+
+    return run
+
+
+def scheduled_line(finished: Finished, *, width: int = 0) -> str:
+    """Return the line of a scheduled run: Space, schedule, action, outcome."""
+    run = finished.run
+    text = f"{run.space:<{width}}  {run.schedule.name}  {run.schedule.action}  "
+    text += finished.outcome.line()
+    if finished.lateness >= 0.05:
+        text += f"  late {finished.lateness:.1f}s"
+    return text

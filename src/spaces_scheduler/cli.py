@@ -34,7 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType):  # type: ignore[type-arg]
     name = "duration"
 
     def convert(
@@ -48,8 +48,35 @@ class Duration(click.ParamType):
             self.fail(f"{exc}.", param, ctx)
 
 
+# Commands that live beside their subsystem, imported only when invoked so
+# that `restart` and `run --once` do not pay for the web stack or deploy code.
+LAZY_COMMANDS = {
+    "deploy": "spaces_scheduler.deploy.cli:deploy",
+    "serve": "spaces_scheduler.web.cli:serve",
+    "webhook": "spaces_scheduler.webhooks.cli:webhook",
+    "costs": "spaces_scheduler.costs:costs_command",
+}
+
+
 class SchedulerGroup(click.Group):
     """Maps our errors to exit codes and one readable line each."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        import importlib
+
+        module_name, _, attribute = LAZY_COMMANDS[cmd_name].partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            return None  # that part is not built yet
+        command = getattr(module, attribute)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -65,6 +92,16 @@ class SchedulerGroup(click.Group):
             ctx.exit(2)
         except SchedulerError as exc:
             click.echo(f"error: {exc}", err=True)
+            _debug_traceback(ctx)
+            ctx.exit(1)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # a bug of ours: one line, traceback on --debug
+            click.echo(
+                f"error: unexpected {type(exc).__name__}: {exc} (run again with "
+                "--debug for the traceback, and please report it)",
+                err=True,
+            )
             _debug_traceback(ctx)
             ctx.exit(1)
 
@@ -103,6 +140,7 @@ def setup(ctx: click.Context, *, debug: bool, level: int = logging.WARNING) -> N
         level=logging.DEBUG if debug else level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,
     )
 
 
@@ -254,3 +292,192 @@ def env_flag(name: str) -> bool:
 
 def config_dir(config: Config | None) -> Path:
     return config.path.parent if config is not None else Path.cwd()
+
+
+# -- schedules --------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Fire what is due and exit.")
+@click.option("--at", "at_cron", metavar="CRON", help="With --once: this cron fired.")
+@click.option("--schedule", "schedule_name", metavar="NAME", help="Only this one.")
+@click.option("--space", metavar="ID", help="Only this Space.")
+@click.option("--token-env", metavar="NAME", help="Read the token from this variable.")
+@common_options
+@click.pass_context
+def run(
+    ctx: click.Context,
+    once: bool,
+    at_cron: str | None,
+    schedule_name: str | None,
+    space: str | None,
+    token_env: str | None,
+    config_file: str | None,
+    state_url: str | None,
+    debug: bool,
+) -> None:
+    """Run the schedules: the daemon, or with --once what is due now."""
+    from spaces_scheduler import service
+
+    setup(ctx, debug=debug, level=logging.INFO)
+    if not once and (at_cron or schedule_name or space):
+        raise click.UsageError("--at, --schedule and --space go with --once.")
+
+    config = load_config(config_file)
+    assert config is not None
+    if once:
+        selection = service.Selection(at=at_cron, schedule=schedule_name, space=space)
+        failed = service.run_once(config, state_url, token_env, selection)
+        ctx.exit(1 if failed else 0)
+    service.run_daemon(config, state_url, token_env, config_file=config_file)
+
+
+@main.command("next")
+@click.option("-n", "count", default=5, show_default=True, help="Slots per schedule.")
+@click.option("--after", metavar="INSTANT", help="ISO-8601; UTC without an offset.")
+@click.option("--json", "as_json", is_flag=True, help="JSON rows.")
+@common_options
+@click.pass_context
+def next_command(
+    ctx: click.Context,
+    count: int,
+    after: str | None,
+    as_json: bool,
+    config_file: str | None,
+    state_url: str | None,
+    debug: bool,
+) -> None:
+    """Show the next slots of every schedule."""
+    from spaces_scheduler.dispatch import utc_now
+    from spaces_scheduler.reports import next_lines, next_rows, parse_instant
+
+    setup(ctx, debug=debug)
+    if count < 1:
+        raise click.BadParameter("must be 1 or more.", param_hint="-n")
+    try:
+        start = parse_instant(after) if after else utc_now()
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}.", param_hint="--after") from exc
+
+    config = load_config(config_file)
+    assert config is not None
+    rows = next_rows(config, after=start, count=count)
+    _emit(rows, next_lines(rows), as_json=as_json)
+
+
+@main.command()
+@click.option("--missed", is_flag=True, help="Report slots that passed with no run.")
+@click.option("--token-env", metavar="NAME", help="Read the token from this variable.")
+@click.option("--offline", is_flag=True, help="Check the config alone, not the Hub.")
+@common_options
+@click.pass_context
+def check(
+    ctx: click.Context,
+    missed: bool,
+    token_env: str | None,
+    offline: bool,
+    config_file: str | None,
+    state_url: str | None,
+    debug: bool,
+) -> None:
+    """Validate the config, the token and every Space; warn on risky schedules."""
+    from spaces_scheduler import service
+
+    setup(ctx, debug=debug)
+    config = load_config(config_file)
+    assert config is not None
+    problems = service.check(
+        config, state_url, token_env, missed=missed, offline=offline
+    )
+    ctx.exit(1 if problems else 0)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON rows.")
+@click.option("--live", is_flag=True, help="Ask the Hub for each Space's stage.")
+@click.option("--token-env", metavar="NAME", help="Read the token from this variable.")
+@common_options
+@click.pass_context
+def status(
+    ctx: click.Context,
+    as_json: bool,
+    live: bool,
+    token_env: str | None,
+    config_file: str | None,
+    state_url: str | None,
+    debug: bool,
+) -> None:
+    """Show each Space: last stage, last run and outcome, next run."""
+    from spaces_scheduler import service
+    from spaces_scheduler.reports import status_lines
+
+    setup(ctx, debug=debug)
+    config = load_config(config_file)
+    assert config is not None
+    rows = service.status(config, state_url, token_env, live=live)
+    _emit(rows, status_lines(rows), as_json=as_json)
+
+
+@main.command()
+@click.argument("space", required=False)
+@click.option("--schedule", "schedule_name", metavar="NAME", help="Only this one.")
+@click.option("-n", "limit", default=50, show_default=True, help="How many runs.")
+@click.option("--json", "as_json", is_flag=True, help="JSON rows.")
+@common_options
+@click.pass_context
+def history(
+    ctx: click.Context,
+    space: str | None,
+    schedule_name: str | None,
+    limit: int,
+    as_json: bool,
+    config_file: str | None,
+    state_url: str | None,
+    debug: bool,
+) -> None:
+    """Show past runs, newest first, with outcomes, reasons and lateness."""
+    from spaces_scheduler.reports import history_lines, run_row
+    from spaces_scheduler.store import open_store
+
+    setup(ctx, debug=debug)
+    config = load_config(config_file, required=False)
+    store = open_store(state_url, config_path=config.path if config else None)
+    try:
+        records = store.runs(space=space, schedule=schedule_name, limit=limit)
+    finally:
+        store.close()
+    _emit([run_row(r) for r in records], history_lines(records), as_json=as_json)
+
+
+def _emit(rows: list[dict[str, Any]], lines: list[str], *, as_json: bool) -> None:
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for line in lines:
+        click.echo(line)
+
+
+@main.command()
+@click.option(
+    "--duration",
+    type=Duration(),
+    help="Stop after this long (default: run until Ctrl-C).",
+)
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the demo's config and state (default: a temp folder).",
+)
+@click.option("--debug", is_flag=True, help="Show debug logs and tracebacks.")
+@click.pass_context
+def demo(
+    ctx: click.Context, duration: timedelta | None, folder: Path | None, debug: bool
+) -> None:
+    """Run the simulated Hub and the daemon on a sample config."""
+    from spaces_scheduler.demo import run_demo
+
+    setup(ctx, debug=debug)
+    seconds = duration.total_seconds() if duration is not None else None
+    run_demo(duration=seconds, folder=folder)

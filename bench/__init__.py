@@ -1,0 +1,1 @@
+"""Benchmarks of spaces-scheduler; `python -m bench` runs them all."""

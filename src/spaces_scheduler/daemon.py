@@ -1,0 +1,267 @@
+"""`spaces-scheduler run`: the daemon.
+
+The loop is `while not stopping: step(); sleep until the next due instant`. The
+step is a public method that tests call with an explicit `now`; signals only set
+flags and wake the loop. The daemon keeps one heap entry per (schedule, Space):
+its next due instant (slot + the pair's jitter). Nothing polls: when no run is
+due, the process sleeps until the first one is, or until a signal, a webhook or
+a periodic chore (expiring dead claims, the heartbeat) wakes it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from spaces_scheduler.dispatch import Dispatcher, DueRun, utc_now
+from spaces_scheduler.outcome import Outcome
+from spaces_scheduler.plan import (
+    CronSpec,
+    daemon_catch_up,
+    jitter_offset,
+    next_slots,
+    parse_cron,
+    slots_between,
+)
+from spaces_scheduler.store.base import ScheduleRow
+
+if TYPE_CHECKING:
+    from spaces_scheduler.config import Config, Schedule
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT = timedelta(seconds=15)
+EXPIRE_EVERY = timedelta(seconds=30)
+REFRESH_PATTERNS = timedelta(minutes=10)
+SHUTDOWN_GRACE = 30.0
+# A long outage of a minute schedule would otherwise record tens of thousands
+# of skipped slots per Space; older ones are passed over.
+BACKFILL = timedelta(days=7)
+BACKFILL_SLOTS = 1000
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One Space of one schedule, with what its slots need."""
+
+    schedule: Schedule
+    space: str
+    spec: CronSpec
+    offset: timedelta
+
+    def due(self, slot: datetime) -> DueRun:
+        return DueRun(self.schedule, self.space, slot, slot + self.offset)
+
+
+class Daemon:
+    """Keeps every (schedule, Space) on time."""
+
+    def __init__(
+        self,
+        config: Config,
+        dispatcher: Dispatcher,
+        *,
+        spaces_of: Callable[[Schedule], list[str]],
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.config = config
+        self.dispatcher = dispatcher
+        self.store = dispatcher.store
+        self.spaces_of = spaces_of
+        self.clock = clock
+        self._heap: list[tuple[datetime, int, int, datetime]] = []
+        self._pairs: list[Pair] = []
+        self._counter = itertools.count()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._reload_asked = False
+        self._next_chores = datetime.min.replace(tzinfo=clock().tzinfo)
+        self._next_refresh = self._next_chores
+        self.started_at = clock()
+
+    # -- loading ------------------------------------------------------------------
+
+    def load(self, now: datetime) -> None:
+        """Build the heap from the config and the store, catching up once."""
+        rows = [
+            ScheduleRow(s.name, s.cron, s.policy.timezone, str(s.action))
+            for s in self.config.schedules
+        ]
+        self.store.register_schedules(rows, now)
+        self.store.expire(now)
+
+        first_seen = self.store.first_seen()
+        last_slots = self.store.last_slots()
+        self._heap = []
+        self._pairs = self._make_pairs()
+        catch_up = []
+        for index, pair in enumerate(self._pairs):
+            known = last_slots.get((pair.schedule.name, pair.space))
+            since = _since(pair, known, first_seen.get(pair.schedule.name, now), now)
+            catch_up.extend(self._catch_up(index, pair, since, now))
+
+        self.dispatcher.dispatch(catch_up)
+        self._next_refresh = now + REFRESH_PATTERNS
+
+    def _make_pairs(self) -> list[Pair]:
+        pairs = []
+        for schedule in self.config.schedules:
+            spec = parse_cron(schedule.cron)
+            jitter = schedule.policy.jitter
+            for space in self.spaces_of(schedule):
+                offset = jitter_offset(schedule.name, space, jitter)
+                pairs.append(Pair(schedule, space, spec, offset))
+        return pairs
+
+    def _catch_up(
+        self, index: int, pair: Pair, since: datetime, now: datetime
+    ) -> list[DueRun]:
+        """Record the slots missed since `since`; return the one to run, if any."""
+        zone = pair.schedule.policy.timezone
+        passed = slots_between(pair.spec, zone, since, now, limit=100_000)
+        missed = [s for s in passed if s.utc + pair.offset <= now][-BACKFILL_SLOTS:]
+
+        # A slot whose jitter has not elapsed yet is not missed: it is next.
+        last = missed[-1].utc if missed else since
+        self._push_next(index, pair, after=last)
+
+        decision = daemon_catch_up(
+            missed,
+            now=now,
+            grace=pair.schedule.policy.misfire_grace,
+            jitter=pair.offset,
+        )
+        for slot, reason in decision.skipped:
+            self.dispatcher.skip(pair.due(slot.utc), Outcome.skipped(reason))
+        return [pair.due(decision.run.utc)] if decision.run is not None else []
+
+    def _push_next(self, index: int, pair: Pair, *, after: datetime) -> None:
+        zone = pair.schedule.policy.timezone
+        upcoming = next_slots(pair.spec, zone, after, 1)
+        if upcoming:
+            slot = upcoming[0].utc
+            entry = (slot + pair.offset, next(self._counter), index, slot)
+            heapq.heappush(self._heap, entry)
+
+    # -- the step -----------------------------------------------------------------
+
+    def step(self, now: datetime | None = None) -> datetime | None:
+        """Do what is due at `now`; return when the next thing is due."""
+        now = now or self.clock()
+        if now >= self._next_chores:
+            self._chores(now)
+        if now >= self._next_refresh and self._has_patterns():
+            self.load(now)
+
+        due = []
+        while self._heap and self._heap[0][0] <= now:
+            _, _, index, slot = heapq.heappop(self._heap)
+            pair = self._pairs[index]
+            due.append(pair.due(slot))
+            self._push_next(index, pair, after=slot)
+        self.dispatcher.dispatch(due)
+        return self.next_wake()
+
+    def next_wake(self) -> datetime | None:
+        times = [self._next_chores]
+        if self._heap:
+            times.append(self._heap[0][0])
+        if self._has_patterns():
+            times.append(self._next_refresh)
+        return min(times)
+
+    def _chores(self, now: datetime) -> None:
+        """Record dead claims as abandoned and say this daemon is alive."""
+        for row in self.store.expire(now):
+            log.warning(
+                "%s: the run of %s for %s was abandoned (its process stopped)",
+                row.key.space,
+                row.key.schedule,
+                row.key.slot.isoformat(),
+            )
+        self.store.heartbeat(
+            self.dispatcher.owner, host=socket.gethostname(), pid=os.getpid(), now=now
+        )
+        self._next_chores = now + min(HEARTBEAT, EXPIRE_EVERY)
+
+    def _has_patterns(self) -> bool:
+        return any("*" in space for s in self.config.schedules for space in s.spaces)
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run_forever(self, *, reload: Callable[[], Config] | None = None) -> None:
+        """Run until SIGTERM or SIGINT; reload the config on SIGHUP."""
+        self._install_signals()
+        self.load(self.clock())
+        while not self._stopping:
+            if self._reload_asked and reload is not None:
+                self._reload(reload)
+            wake = self.step()
+            self._sleep_until(wake)
+
+        abandoned = self.dispatcher.shutdown(grace=SHUTDOWN_GRACE)
+        for name in abandoned:
+            log.warning("stopped during the run of %s: recorded abandoned", name)
+
+    def _sleep_until(self, wake: datetime | None) -> None:
+        seconds = 3600.0
+        if wake is not None:
+            seconds = max(0.0, (wake - self.clock()).total_seconds())
+        log.debug("sleeping %.3fs", seconds)
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _reload(self, reload: Callable[[], Config]) -> None:
+        self._reload_asked = False
+        try:
+            self.config = reload()
+        except Exception as exc:  # a bad edit must not stop the daemon
+            log.error("config not reloaded, the old one stays: %s", exc)
+            return
+        log.info("config reloaded: %d schedules", len(self.config.schedules))
+        self.load(self.clock())
+
+    def wake(self) -> None:
+        """Wake the loop now (a webhook, a manual run, a signal)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            self.stop()
+
+        def on_hup(signum: int, frame: FrameType | None) -> None:
+            self._reload_asked = True
+            self._wake.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+
+def _since(
+    pair: Pair, known: datetime | None, first_seen: datetime, now: datetime
+) -> datetime:
+    """Return after when slots of the pair count as missed."""
+    if known is not None:
+        return max(known, now - BACKFILL)
+    # A Space new to the schedule (or a new schedule) has missed nothing from
+    # before it joined; within the grace its newest slot still runs once.
+    grace = pair.schedule.policy.misfire_grace + pair.offset
+    return max(first_seen, now - grace)

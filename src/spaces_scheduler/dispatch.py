@@ -1,0 +1,294 @@
+"""From due slots to recorded runs, for the daemon and for one-shot runs alike.
+
+A due run goes through the same steps wherever it comes from (a cron slot, a
+catch-up after downtime, a manual trigger, a webhook):
+
+1. `min_interval`: a Space acted on too recently is recorded `skipped`.
+2. The claim: the store inserts the run and takes the Space's lock in one
+   transaction, so two processes never run one key, and a Space already in
+   flight is recorded `skipped: busy`.
+3. The run itself, on a worker thread, while a renewer keeps the claim's lease.
+4. The outcome is recorded; a claim that was expired meanwhile records nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from spaces_scheduler.durations import format_duration
+from spaces_scheduler.outcome import Outcome, OutcomeKind
+from spaces_scheduler.store.base import (
+    Claim,
+    ClaimRequest,
+    Refusal,
+    RunKey,
+    Store,
+    Trigger,
+)
+
+if TYPE_CHECKING:
+    from spaces_scheduler.config import Schedule
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)
+MAX_WORKERS = 256
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_owner() -> str:
+    """Return a name for this process's claims: host, pid and a random tail."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class DueRun:
+    """A run that should happen now: (schedule, Space, slot) and why."""
+
+    schedule: Schedule
+    space: str
+    slot: datetime
+    due_at: datetime
+    trigger: Trigger = Trigger.SCHEDULE
+
+    @property
+    def key(self) -> RunKey:
+        return RunKey(self.schedule.name, self.space, self.slot)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A run with its outcome, as reported to whoever prints or alerts."""
+
+    run: DueRun
+    outcome: Outcome
+    lateness: float
+
+
+Executor = Callable[[DueRun], Outcome]
+Listener = Callable[[Finished], None]
+
+
+class Dispatcher:
+    """Claims due runs, runs them on a pool, records their outcomes."""
+
+    def __init__(
+        self,
+        store: Store,
+        execute: Executor,
+        *,
+        owner: str | None = None,
+        lease: timedelta = LEASE,
+        clock: Callable[[], datetime] = utc_now,
+        workers: int = MAX_WORKERS,
+        on_finished: Listener | None = None,
+    ) -> None:
+        self.store = store
+        self.execute = execute
+        self.owner = owner or new_owner()
+        self.lease = lease
+        self.clock = clock
+        self.on_finished = on_finished or (lambda finished: None)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="run")
+        self._inflight: dict[int, Claim] = {}
+        self._futures: set[Future[None]] = set()
+        self._lock = threading.Lock()
+        self._renewer = _Renewer(self)
+
+    # -- steps 1 and 2 -----------------------------------------------------------
+
+    def dispatch(self, runs: Iterable[DueRun]) -> list[Future[None]]:
+        """Claim the runs in one batch and start each claimed; return their futures.
+
+        A herd of runs due at the same minute costs two store round trips
+        (the min_interval read and the batch claim), not two per run.
+        """
+        now = self.clock()
+        runs = list(runs)
+        spaces = {
+            r.space for r in runs if r.schedule.policy.min_interval > timedelta(0)
+        }
+        last_acted = self.store.last_acted_many(spaces) if spaces else {}
+        runs = [run for run in runs if not self._too_soon(run, now, last_acted)]
+        if not runs:
+            return []
+
+        requests = [
+            ClaimRequest(run.key, str(run.schedule.action), run.trigger, run.due_at)
+            for run in runs
+        ]
+        answers = self.store.claim_many(
+            requests, owner=self.owner, lease=self.lease, now=now
+        )
+
+        started = []
+        for run, answer in zip(runs, answers, strict=True):
+            if isinstance(answer, Claim):
+                started.append(self._start(run, answer, now))
+            elif answer is Refusal.BUSY:
+                self.skip(run, Outcome.skipped("busy", summary="a run is in flight"))
+        return started
+
+    def dispatch_one(self, run: DueRun) -> Future[None] | None:
+        started = self.dispatch([run])
+        return started[0] if started else None
+
+    def _too_soon(
+        self, run: DueRun, now: datetime, last_acted: dict[str, datetime]
+    ) -> bool:
+        """Record the run `skipped: min-interval` if the Space was acted on lately."""
+        interval = run.schedule.policy.min_interval
+        if interval <= timedelta(0) or run.trigger is Trigger.MANUAL:
+            return False
+        last = last_acted.get(run.space)
+        if last is None or now - last >= interval:
+            return False
+
+        ago = format_duration(now - last)
+        summary = f"last acted {ago} ago, min_interval {format_duration(interval)}"
+        self.skip(run, Outcome.skipped("min-interval", summary=summary))
+        return True
+
+    def skip(self, run: DueRun, outcome: Outcome) -> None:
+        """Record a run that is not made, and report it once."""
+        now = self.clock()
+        recorded = self.store.record(
+            run.key,
+            outcome,
+            owner=self.owner,
+            action=str(run.schedule.action),
+            trigger=run.trigger,
+            due_at=run.due_at,
+            now=now,
+        )
+        if recorded:
+            self.on_finished(Finished(run, outcome, _lateness(run, now)))
+
+    # -- steps 3 and 4 -------------------------------------------------------------
+
+    def _start(self, run: DueRun, claim: Claim, now: datetime) -> Future[None]:
+        with self._lock:
+            self._inflight[claim.run_id] = claim
+        self._renewer.ensure_started()
+
+        lateness = _lateness(run, now)
+        future = self._pool.submit(self._run, run, claim, lateness)
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    def _run(self, run: DueRun, claim: Claim, lateness: float) -> None:
+        try:
+            outcome = self.execute(run)
+        except Exception as exc:  # one run must never take the process down
+            log.exception("%s: run crashed", run.space)
+            outcome = Outcome(OutcomeKind.FAILED, reason=f"internal error: {exc}")
+
+        with self._lock:
+            self._inflight.pop(claim.run_id, None)
+        now = self.clock()
+        if outcome.stages:
+            self.store.save_stage(run.space, outcome.stages[-1], now)
+        if self.store.finish(claim, outcome, now=now):
+            self.on_finished(Finished(run, outcome, lateness))
+        else:
+            log.warning(
+                "%s: the claim of %s expired before the run ended; its outcome "
+                "(%s) is not recorded",
+                run.space,
+                run.schedule.name,
+                outcome.kind,
+            )
+
+    # -- leases and shutdown ----------------------------------------------------------
+
+    def renew_leases(self) -> None:
+        """Extend the lease of every claim in flight."""
+        with self._lock:
+            claims = list(self._inflight.values())
+        if not claims:
+            return
+        kept = {
+            claim.run_id
+            for claim in self.store.renew(claims, lease=self.lease, now=self.clock())
+        }
+        lost = [claim for claim in claims if claim.run_id not in kept]
+        for claim in lost:
+            log.warning("%s: lost the claim of %s", claim.key.space, claim.key.schedule)
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def busy_spaces(self) -> set[str]:
+        with self._lock:
+            return {claim.key.space for claim in self._inflight.values()}
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the runs in flight; return whether all ended within `timeout`."""
+        with self._lock:
+            futures = list(self._futures)
+        from concurrent.futures import wait as wait_for
+
+        _, pending = wait_for(futures, timeout=timeout)
+        return not pending
+
+    def shutdown(self, *, grace: float) -> list[str]:
+        """Let runs finish for `grace` seconds, then record the rest `abandoned`."""
+        self.wait(grace)
+        abandoned = self.store.release_owner(self.owner, self.clock())
+        self._renewer.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return [f"{row.key.space} ({row.key.schedule})" for row in abandoned]
+
+
+class _Renewer:
+    """A thread that renews the leases of the claims in flight."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def ensure_started(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="lease-renewer", daemon=True
+                )
+                self._thread.start()
+
+    def _loop(self) -> None:
+        # Renew at a third of the lease, so one missed renewal still leaves time.
+        interval = self.dispatcher.lease.total_seconds() / 3
+        while not self._stop.wait(interval):
+            try:
+                self.dispatcher.renew_leases()
+            except Exception:
+                log.exception("could not renew leases")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _lateness(run: DueRun, now: datetime) -> float:
+    return max(0.0, (now - run.due_at).total_seconds())

@@ -1,0 +1,259 @@
+"""Wiring for the commands that run schedules: config + store + Hub + dispatcher.
+
+Each function here is what one command does from a loaded config; the command
+line only parses flags and maps errors to exit codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from spaces_scheduler.acting import (
+    CHECK_DEADLINE,
+    SpaceResolver,
+    check_access,
+    open_hub,
+    schedule_executor,
+    scheduled_line,
+)
+from spaces_scheduler.dispatch import Dispatcher, Finished, utc_now
+from spaces_scheduler.oneshot import Selection, due_runs, fire, select_schedules
+from spaces_scheduler.store import open_store
+
+if TYPE_CHECKING:
+    from spaces_scheduler.config import Config, Schedule
+    from spaces_scheduler.hub import HubClient
+    from spaces_scheduler.store.base import Store
+
+__all__ = ["Selection", "check", "run_daemon", "run_once", "status"]
+
+log = logging.getLogger(__name__)
+
+
+def poll_first(config: Config) -> float:
+    """Return the first pause between runtime reads the config asks for."""
+    poll = getattr(config.hub, "poll", None)
+    return poll.total_seconds() if poll is not None else 2.0
+
+
+def _spaces_table(
+    config: Config, resolver: SpaceResolver, schedules: list[Schedule]
+) -> dict[str, list[str]]:
+    return {s.name: resolver.expand(s.spaces) for s in schedules}
+
+
+def _printer(width: int) -> Callable[[Finished], None]:
+    def show(finished: Finished) -> None:
+        click.echo(scheduled_line(finished, width=width))
+        for line in finished.outcome.log_tail:
+            click.echo(f"    | {line}", err=True)
+
+    return show
+
+
+def run_once(
+    config: Config, state_url: str | None, token_env: str | None, selection: Selection
+) -> bool:
+    """Fire what is due now; return whether a run failed."""
+    schedules = select_schedules(config, selection)
+    client = open_hub(config, token_env=token_env)
+    resolver = SpaceResolver(client)
+    table = _spaces_table(config, resolver, schedules)
+    if selection.space is not None:
+        table = {
+            name: [s for s in spaces if s == selection.space]
+            for name, spaces in table.items()
+        }
+    check_access(client, {space for spaces in table.values() for space in spaces})
+
+    store = open_store(state_url, config_path=config.path)
+    failed: list[Finished] = []
+    width = max((len(s) for spaces in table.values() for s in spaces), default=0)
+    show = _printer(width)
+
+    def on_finished(finished: Finished) -> None:
+        show(finished)
+        if finished.outcome.kind.is_failure:
+            failed.append(finished)
+
+    try:
+        now = utc_now()
+        _register(store, config, now)
+        store.expire(now)
+        runs, skipped = due_runs(
+            schedules,
+            lambda schedule: table[schedule.name],
+            store.last_slots(),
+            now=now,
+            at=selection.at is not None,
+        )
+        executor = schedule_executor(client, poll_first=poll_first(config))
+        dispatcher = Dispatcher(store, executor, on_finished=on_finished)
+        fire(dispatcher, runs, skipped)
+        dispatcher.shutdown(grace=0)
+        if not runs and not skipped:
+            log.info("nothing is due")
+    finally:
+        store.close()
+    return bool(failed)
+
+
+def _register(store: Store, config: Config, now: Any) -> None:
+    from spaces_scheduler.store.base import ScheduleRow
+
+    rows = [
+        ScheduleRow(s.name, s.cron, s.policy.timezone, str(s.action))
+        for s in config.schedules
+    ]
+    store.register_schedules(rows, now)
+
+
+def run_daemon(
+    config: Config,
+    state_url: str | None,
+    token_env: str | None,
+    *,
+    config_file: str | None,
+) -> None:
+    """Run the daemon until SIGTERM or SIGINT."""
+    from spaces_scheduler.cli import load_config
+    from spaces_scheduler.daemon import Daemon
+
+    client = open_hub(config, token_env=token_env)
+    resolver = SpaceResolver(client)
+    check_access(
+        client,
+        {
+            s
+            for spaces in _spaces_table(
+                config, resolver, list(config.schedules)
+            ).values()
+            for s in spaces
+        },
+    )
+
+    store = open_store(state_url, config_path=config.path)
+    executor = schedule_executor(client, poll_first=poll_first(config))
+    dispatcher = Dispatcher(store, executor, on_finished=_printer(0))
+
+    def spaces_of(schedule: Schedule) -> list[str]:
+        return resolver.expand(schedule.spaces)
+
+    def reload() -> Config:
+        fresh = load_config(config_file)
+        assert fresh is not None
+        resolver.refresh()
+        return fresh
+
+    daemon = Daemon(config, dispatcher, spaces_of=spaces_of)
+    log.info(
+        "daemon %s: %d schedules, state in %s",
+        dispatcher.owner,
+        len(config.schedules),
+        state_url or "the default SQLite file",
+    )
+    try:
+        daemon.run_forever(reload=reload)
+    finally:
+        store.close()
+        client.close()
+
+
+def check(
+    config: Config,
+    state_url: str | None,
+    token_env: str | None,
+    *,
+    missed: bool,
+    offline: bool,
+) -> bool:
+    """Print warnings and problems; return whether a problem was found."""
+    from spaces_scheduler.checks import (
+        access_findings,
+        schedule_warnings,
+    )
+
+    now = utc_now()
+    findings = schedule_warnings(config, now=now)
+    resolver: SpaceResolver | None = None
+    if not offline:
+        client = open_hub(config, token_env=token_env)
+        client.identity(deadline=time.monotonic() + CHECK_DEADLINE)
+        resolver = SpaceResolver(client)
+        findings += access_findings(client, resolver, config)
+
+    if missed:
+        findings += _missed(config, state_url, resolver, now)
+
+    for finding in findings:
+        click.echo(finding.line(), err=not finding.problem)
+    problems = [f for f in findings if f.problem]
+    click.echo(
+        f"{config.path}: {len(config.schedules)} schedules, "
+        f"{len(config.windows)} windows; {len(problems)} problems, "
+        f"{len(findings) - len(problems)} warnings."
+    )
+    return bool(problems)
+
+
+def _missed(
+    config: Config, state_url: str | None, resolver: SpaceResolver | None, now: Any
+) -> list[Any]:
+    from spaces_scheduler.checks import missed_findings
+
+    store = open_store(state_url, config_path=config.path)
+    try:
+        table = {}
+        for schedule in config.schedules:
+            literal = [s for s in schedule.spaces if "*" not in s]
+            table[schedule.name] = (
+                resolver.expand(schedule.spaces) if resolver else literal
+            )
+        return missed_findings(config, store, spaces_of=table, now=now)
+    finally:
+        store.close()
+
+
+def status(
+    config: Config, state_url: str | None, token_env: str | None, *, live: bool
+) -> list[dict[str, Any]]:
+    """Return the rows of `status`."""
+    from spaces_scheduler.reports import status_rows
+
+    store = open_store(state_url, config_path=config.path)
+    try:
+        latest = store.latest_runs()
+        stages = store.stages()
+    finally:
+        store.close()
+
+    live_stages = None
+    if live:
+        live_stages = _live_stages(
+            open_hub(config, token_env=token_env), config, latest
+        )
+    return status_rows(
+        config, latest=latest, stages=stages, now=utc_now(), live=live_stages
+    )
+
+
+def _live_stages(
+    client: HubClient, config: Config, latest: dict[Any, Any]
+) -> dict[str, str]:
+    from spaces_scheduler.errors import HubError
+
+    spaces = {s for sched in config.schedules for s in sched.spaces if "*" not in s}
+    spaces |= {space for _, space in latest}
+    found = {}
+    for space in sorted(spaces):
+        try:
+            calls = client.calls(deadline=time.monotonic() + 30)
+            found[space] = calls.runtime(space).stage
+        except HubError as exc:
+            found[space] = f"unknown ({exc.status or 'no answer'})"
+    return found
