@@ -15,12 +15,25 @@ GOLDEN = Path(__file__).parent / "golden" / "deploy"
 UPDATE = os.environ.get("UPDATE_GOLDEN", "") not in ("", "0")
 
 
-def project(tmp_path: Path, config: str) -> Path:
-    """Return a fresh project folder holding `configs/<config>` as spaces.toml."""
+def project(tmp_path: Path, config: str, *, fast: bool = False) -> Path:
+    """Return a fresh project folder holding `configs/<config>` as spaces.toml.
+
+    `fast` makes runs poll the simulated Hub every 50 ms instead of every 2 s.
+    """
     folder = tmp_path / "project"
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(CONFIGS / config, folder / "spaces.toml")
+    text = (CONFIGS / config).read_text()
+    if fast:
+        text = fast_polling(text)
+    (folder / "spaces.toml").write_text(text)
     return folder
+
+
+def fast_polling(text: str) -> str:
+    """Return config text whose runs read the runtime every 50 ms."""
+    if "[hub]\n" in text:
+        return text.replace("[hub]\n", '[hub]\npoll = "0.05s"\n', 1)
+    return '[hub]\npoll = "0.05s"\n\n' + text
 
 
 def deploy(folder: Path, *args: str, env: dict[str, str] | None = None) -> Result:
