@@ -269,3 +269,34 @@ def test_windows_are_said_to_need_the_daemon(tmp_path: Path) -> None:
     result = deploy(tmp_path, "github")
     assert result.exit_code == 0, result.output
     assert "the windows 'office' are kept only by the daemon" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "@x",
+        "a: b",
+        "on",
+        "yes",
+        "0 9 * * *",
+        "x #y",
+        "-a",
+        "$HOME",
+        "a,b",
+        "1.0",
+        "",
+        "line\nnext\n",
+        "  indented\ntext\n",
+        "trailing \nspace",
+        "tab\tin\nit\n",
+        "two\n\n\n",
+        "no end\nnewline",
+    ],
+)
+def test_the_yaml_writer_reads_back_every_string(value: str) -> None:
+    import yaml
+
+    from spaces_scheduler.deploy.files import to_yaml
+
+    text = to_yaml({"key": value, "list": [value]})
+    assert yaml.safe_load(text) == {"key": value, "list": [value]}

@@ -19,7 +19,7 @@ _SPECIAL = re.compile(
     r"^(?:y|n|yes|no|on|off|true|false|null|~|[-+]?[0-9][0-9_.:eE+-]*|\.inf|\.nan)$",
     re.IGNORECASE,
 )
-_PLAIN = re.compile(r"^[A-Za-z0-9_./@$][A-Za-z0-9_ ./@$:=+,()'-]*$")
+_PLAIN = re.compile(r"^[A-Za-z0-9_./$][A-Za-z0-9_ ./@$:=+,()'-]*$")
 
 
 def scalar(value: object) -> str:
@@ -57,8 +57,8 @@ def to_yaml(value: object, indent: int = 0) -> str:
 
 
 def _item(prefix: str, value: object, indent: int) -> str:
-    if isinstance(value, str) and "\n" in value:
-        return f"{prefix} {_block(value, indent + 2)}"
+    if _blockable(value):
+        return f"{prefix} {_block(str(value), indent + 2)}"
     if _nested(value):
         return f"{prefix}\n{to_yaml(value, indent + 2)}"
     if isinstance(value, Mapping | list):  # empty
@@ -71,13 +71,27 @@ def _list_item(value: object, indent: int) -> str:
     if isinstance(value, Mapping) and value:
         text = to_yaml(value, indent + 2)
         return f"{pad}- {text[indent + 2 :]}"
-    if isinstance(value, str) and "\n" in value:
-        return f"{pad}- {_block(value, indent + 2)}"
+    if _blockable(value):
+        return f"{pad}- {_block(str(value), indent + 2)}"
     return f"{pad}- {scalar(value)}\n"
 
 
 def _nested(value: object) -> bool:
     return bool(value) and isinstance(value, Mapping | list)
+
+
+def _blockable(value: object) -> bool:
+    """Whether a string reads back exactly from a literal block `|`."""
+    if not isinstance(value, str) or "\n" not in value:
+        return False
+    # A leading blank would need an indentation indicator; odd characters and
+    # blank-only endings are safer in quotes.
+    lines = value.split("\n")
+    return (
+        value[0] not in " \n"
+        and value.rstrip("\n") + "\n" in (value, value + "\n")
+        and all(line.isprintable() and line == line.rstrip() for line in lines)
+    )
 
 
 def _block(text: str, indent: int) -> str:
