@@ -31,7 +31,7 @@ from spaces_scheduler.hub import (
     Runtime,
     resolve_token,
 )
-from spaces_scheduler.outcome import Outcome
+from spaces_scheduler.outcome import Outcome, OutcomeKind
 from spaces_scheduler.runner import RunOptions, execute
 
 if TYPE_CHECKING:
@@ -310,6 +310,7 @@ def scheduled_line(finished: Finished, *, width: int = 0) -> str:
     run = finished.run
     text = f"{run.space:<{width}}  {run.schedule.name}  {run.schedule.action}  "
     text += finished.outcome.line()
-    if finished.lateness >= 0.05:
+    acted = finished.outcome.kind is not OutcomeKind.SKIPPED
+    if acted and finished.lateness >= 0.05:
         text += f"  late {finished.lateness:.1f}s"
     return text

@@ -142,6 +142,10 @@ def setup(ctx: click.Context, *, debug: bool, level: int = logging.WARNING) -> N
         stream=sys.stderr,
         force=True,
     )
+    if not debug:
+        # A line per HTTP request drowns the line per run.
+        for noisy in ("httpx2", "httpcore2", "huggingface_hub"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def load_config(config_file: str | None, *, required: bool = True) -> Config | None:

@@ -174,7 +174,7 @@ class Dispatcher:
             now=now,
         )
         if recorded:
-            self.on_finished(Finished(run, outcome, _lateness(run, now)))
+            self._report(Finished(run, outcome, _lateness(run, now)))
 
     # -- steps 3 and 4 -------------------------------------------------------------
 
@@ -190,9 +190,19 @@ class Dispatcher:
         future.add_done_callback(self._forget)
         return future
 
+    def _report(self, finished: Finished) -> None:
+        """Tell the listener; its trouble (a closed pipe, an alert) is not the run's."""
+        try:
+            self.on_finished(finished)
+        except Exception:
+            log.exception("%s: could not report the run", finished.run.space)
+
     def _forget(self, future: Future[None]) -> None:
         with self._lock:
             self._futures.discard(future)
+        error = None if future.cancelled() else future.exception()
+        if error is not None:
+            log.error("a run could not be recorded: %s", error, exc_info=error)
 
     def _run(self, run: DueRun, claim: Claim, lateness: float) -> None:
         try:
@@ -207,11 +217,12 @@ class Dispatcher:
         if outcome.stages:
             self.store.save_stage(run.space, outcome.stages[-1], now)
         if self.store.finish(claim, outcome, now=now):
-            self.on_finished(Finished(run, outcome, lateness))
+            self._report(Finished(run, outcome, lateness))
         else:
             log.warning(
-                "%s: the claim of %s expired before the run ended; its outcome "
-                "(%s) is not recorded",
+                "%s: the run of %s was recorded abandoned before it ended (its "
+                "lease passed, or the process was stopping); its outcome (%s) "
+                "is not recorded",
                 run.space,
                 run.schedule.name,
                 outcome.kind,

@@ -138,6 +138,7 @@ class RequestBudget:
     ) -> None:
         self.limit = limit
         self.window = window
+        self.reserve = 0  # requests that may be in flight at once
         self._clock = clock
         self._sent: deque[float] = deque()
         self._paused_until = 0.0
@@ -213,8 +214,12 @@ def _on_response(response: httpx2.Response) -> None:
         tally.requests += 1
 
     info = parse_ratelimit_headers(response.headers)
-    if info is not None and info.remaining == 0 and response.status_code != 429:
-        for budget in _budgets:
+    if info is None:
+        return
+    for budget in _budgets:
+        # Up to `reserve` requests may be on their way already; stop before
+        # them so that none of them meets a 429.
+        if info.remaining <= budget.reserve:
             budget.pause_until_reset(float(info.reset_in_seconds))
 
 
@@ -317,6 +322,7 @@ class HubClient:
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "").rstrip("/")
         self.budget = budget or RequestBudget(800)
         self._slots = threading.BoundedSemaphore(concurrency)
+        self.budget.reserve = max(self.budget.reserve, concurrency)
         self._api = HfApi(endpoint=self.endpoint or None, token=token or False)
         self._identity: Identity | None = None
         self._identity_lock = threading.Lock()
@@ -352,10 +358,8 @@ class HubCalls:
         return self._tally.requests
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        client = self.client
         attempt = 0
         while True:
-            client.budget.acquire(self.deadline)
             error = self._attempt(what, fn)
             if not isinstance(error, HubError):
                 return error
@@ -372,7 +376,10 @@ class HubCalls:
     def _attempt(self, what: str, fn: Callable[[], T]) -> T | HubError:
         _local.tally = self._tally
         try:
+            # The budget is taken inside a slot: a pause the Hub asks for then
+            # holds back every request not yet sent, not only later callers.
             with self.client._slots:
+                self.client.budget.acquire(self.deadline)
                 return fn()
         except Exception as exc:  # translated at this one boundary
             return translate(exc, what=what, token=self.client.token)

@@ -100,13 +100,17 @@ def history_lines(records: Iterable[RunRecord]) -> list[str]:
     lines = []
     for row in rows:
         why = "  ".join(part for part in (row["reason"], row["summary"]) if part)
-        outcome = row["outcome"]
-        lines.append(
-            f"{row['claimed_at']}  {row['space']:<{space_width}}  {row['schedule']}  "
-            f"{row['action']}  {outcome}  {why}  "
+        words = [
+            row["claimed_at"],
+            f"{row['space']:<{space_width}}",
+            row["schedule"],
+            row["action"],
+            row["outcome"],
+            *([why] if why else []),
             f"({format_duration(row['duration'])}, late "
-            f"{format_duration(row['lateness'])})".replace("    ", "  ")
-        )
+            f"{format_duration(row['lateness'])})",
+        ]
+        lines.append("  ".join(words))
     return lines
 
 
