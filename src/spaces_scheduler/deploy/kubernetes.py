@@ -269,9 +269,7 @@ def _cron_job(entry: Entry, cron: str, name: str, pod: _PodParts) -> dict[str, A
                 },
                 {
                     "action": "Ignore",
-                    "onPodConditions": [
-                        {"type": "DisruptionTarget", "status": "True"}
-                    ],
+                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
                 },
             ]
         },
