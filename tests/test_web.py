@@ -396,7 +396,7 @@ def test_every_answer_carries_the_security_headers(
         assert "unsafe-inline" not in headers["content-security-policy"]
         assert headers["x-frame-options"] == "DENY"
         assert headers["x-content-type-options"] == "nosniff"
-        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["referrer-policy"] == "same-origin"
 
 
 def test_no_page_has_inline_script_or_style(tmp_path: Path, filled: Store) -> None:

@@ -83,7 +83,11 @@ def _apprise() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import apprise
-        import apprise.utils.pgp  # noqa: F401
+
+        try:
+            import apprise.utils.pgp  # noqa: F401
+        except ImportError:  # an Apprise without PGP support
+            pass
     return apprise
 
 

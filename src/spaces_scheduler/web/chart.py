@@ -62,7 +62,7 @@ def buckets(
     result = [Bucket(float(t)) for t in range(start, end, size)]
     by_series = {kind: name for name, _, kinds in SERIES for kind in kinds}
 
-    first = bisect.bisect_left([point.at for point in points], start)
+    first = bisect.bisect_left(points, float(start), key=_claimed_at)
     for point in points[first:]:
         if not _wanted(point, schedule, owner, outcome, space):
             continue
@@ -72,6 +72,10 @@ def buckets(
         if point.to_running is not None:
             bucket.to_running.append(point.to_running)
     return result
+
+
+def _claimed_at(point: Point) -> float:
+    return point.at
 
 
 def _wanted(point: Point, schedule: str, owner: str, outcome: str, space: str) -> bool:

@@ -31,6 +31,7 @@ from spaces_scheduler.outcome import OutcomeKind
 from spaces_scheduler.store.base import RunRecord, Store
 
 PAGE = 5000
+FIRST_PAGE = 50
 SETTLE = timedelta(seconds=60)
 KEEP_POINTS = timedelta(days=14)
 DURATION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
@@ -175,8 +176,10 @@ class RunLedger:
         pending: dict[int, RunRecord] = {}
         settled: int | None = None
         before: int | None = None
+        # Usually a handful of rows are new: start small, grow while all are.
+        limit = FIRST_PAGE
         while True:
-            rows = self.store.runs(before_id=before, limit=self.page)
+            rows = self.store.runs(before_id=before, limit=limit)
             for record in rows:
                 if record.id <= self._watermark:
                     break
@@ -186,9 +189,10 @@ class RunLedger:
                     pending[record.id] = record
                 elif record.id not in self._counted:
                     self._ingest(record)
-            if len(rows) < self.page or rows[-1].id <= self._watermark:
+            if len(rows) < limit or rows[-1].id <= self._watermark:
                 break
             before = rows[-1].id
+            limit = min(limit * 4, self.page)
         return pending, settled
 
     def _ingest(self, record: RunRecord) -> None:

@@ -48,7 +48,7 @@ HEADERS = {
     ),
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
 }
@@ -98,7 +98,7 @@ class Security:
         return hmac.compare_digest(offered.encode(), self.access_token.encode())
 
     def new_session(self, now: float | None = None) -> str:
-        expires = int((now or time.time()) + SESSION_TTL)
+        expires = int((time.time() if now is None else now) + SESSION_TTL)
         body = f"{expires}.{secrets.token_hex(8)}"
         return f"{body}.{self._sign('session', body)}"
 
@@ -106,7 +106,7 @@ class Security:
         return self._valid("session", value, now)
 
     def new_csrf(self, now: float | None = None) -> str:
-        expires = int((now or time.time()) + CSRF_TTL)
+        expires = int((time.time() if now is None else now) + CSRF_TTL)
         body = f"{expires}.{secrets.token_hex(8)}"
         return f"{body}.{self._sign('csrf', body)}"
 
@@ -120,7 +120,7 @@ class Security:
             return False
         if not hmac.compare_digest(mac, self._sign(purpose, body)):
             return False
-        return int(expires) > (now or time.time())
+        return int(expires) > (time.time() if now is None else now)
 
 
 class Guard:
