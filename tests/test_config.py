@@ -139,6 +139,18 @@ def test_the_first_poll_pause_can_be_shortened() -> None:
     assert HubSettings().poll == timedelta(seconds=2)
 
 
+def test_the_daemon_lease_can_be_set_but_not_below_three_seconds() -> None:
+    config = parse_config('[daemon]\nlease = "20s"\n', FILE)
+    assert config.daemon.lease == timedelta(seconds=20)
+    assert Config(FILE).daemon.lease == timedelta(minutes=2)
+
+    assert problems_of('[daemon]\nlease = "1s"\nleas = "2m"\n') == [
+        f'{FILE}: [daemon] key "leas" is not known; the closest known key is "lease".',
+        f'{FILE}: [daemon] lease "1s" is too short for a lease; use 3s or more,'
+        " such as 2m.",
+    ]
+
+
 def test_schedule_keys_override_the_defaults_one_by_one() -> None:
     config = parse_config(
         """

@@ -62,7 +62,7 @@ _POLICY_KEYS = (
     "escalate",
     "notify",
 )
-_TABLES = ("hub", "defaults", "web", "webhooks", "schedule", "window")
+_TABLES = ("hub", "defaults", "web", "webhooks", "daemon", "schedule", "window")
 _NAME_PART = r"[A-Za-z0-9_.-]+"
 _SPACE_ID = re.compile(rf"^{_NAME_PART}/[A-Za-z0-9_.*-]+$")
 _WATCHED = re.compile(rf"^(datasets|models|spaces)/{_NAME_PART}/{_NAME_PART}(@\S+)?$")
@@ -116,6 +116,18 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class DaemonSettings:
+    """The `[daemon]` table: how long a claim lives without its holder renewing it.
+
+    A run whose daemon died is recorded `abandoned`, and its Space is free again,
+    once `lease` has passed; the holder renews at a third of it. Short leases
+    take over sooner but need a store that answers well within a third of them.
+    """
+
+    lease: timedelta = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
 class Schedule:
     """One `[[schedule]]`: when (`cron` as written, in `policy.timezone`) and what."""
 
@@ -164,6 +176,7 @@ class Config:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     schedules: tuple[Schedule, ...] = ()
     windows: tuple[Window, ...] = ()
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
 
     def schedule(self, name: str) -> Schedule:
         """Return the schedule called `name`; raise KeyError if there is none."""
@@ -333,7 +346,8 @@ def _read_config(data: dict[str, Any], path: Path, problems: _Problems) -> Confi
     webhooks = _read_webhooks(_table(data, "webhooks", problems), problems)
     schedules = _read_schedules(data.get("schedule"), defaults, problems)
     windows = _read_windows(data.get("window"), defaults, problems)
-    return Config(path, hub, defaults, web, webhooks, schedules, windows)
+    daemon = _read_daemon(_table(data, "daemon", problems), problems)
+    return Config(path, hub, defaults, web, webhooks, schedules, windows, daemon=daemon)
 
 
 def _check_top_level(data: dict[str, Any], problems: _Problems) -> None:
@@ -394,6 +408,21 @@ def _read_webhooks(data: dict[str, Any], problems: _Problems) -> WebhookSettings
         secret_env=table.take("secret_env", _env_name, None),
         debounce=table.take("debounce", _duration, WebhookSettings.debounce),
     )
+
+
+def _read_daemon(data: dict[str, Any], problems: _Problems) -> DaemonSettings:
+    table = _Table(data, "[daemon] ", ("lease",), problems)
+    table.check_unknown()
+    return DaemonSettings(lease=table.take("lease", _lease, DaemonSettings.lease))
+
+
+def _lease(value: Any) -> timedelta:
+    # Renewals come every third of the lease: under 3s a slow commit could
+    # let a live run's claim expire.
+    result = _duration(value)
+    if result < timedelta(seconds=3):
+        raise _Invalid("is too short for a lease; use 3s or more, such as 2m")
+    return result
 
 
 def _read_policy(
