@@ -36,6 +36,7 @@ from spaces_scheduler.runner import RunOptions, execute
 
 if TYPE_CHECKING:
     from spaces_scheduler.config import Config
+    from spaces_scheduler.watch import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -288,9 +289,13 @@ class SpaceResolver:
 
 
 def schedule_executor(
-    client: HubClient, *, poll_first: float = 2.0
+    client: HubClient, *, poll_first: float = 2.0, watcher: Watcher | None = None
 ) -> Callable[[DueRun], Outcome]:
-    """Return the function that makes one scheduled run on the Hub."""
+    """Return the function that makes one scheduled run on the Hub.
+
+    With a `watcher`, a schedule with `when_changed` acts only when a watched
+    repository moved (see `spaces_scheduler.watch`).
+    """
 
     def run(due: DueRun) -> Outcome:
         policy = due.schedule.policy
@@ -300,7 +305,10 @@ def schedule_executor(
             escalate=policy.escalate,
             poll_first=poll_first,
         )
-        return run_one(client, Job(due.space, due.schedule.action, options))
+        job = Job(due.space, due.schedule.action, options)
+        if watcher is not None:
+            return watcher.run(due, lambda: run_one(client, job))
+        return run_one(client, job)
 
     return run
 

@@ -633,6 +633,74 @@ class HubCalls:
             "labels": dict(spec.labels or {}) if spec else {},
         }
 
+    # -- upstream commits and Hub webhooks ------------------------------------------
+
+    def repo_head_from(self, repo: str, *, revision: str, resolver: bool) -> str:
+        """Return the commit at `revision` of `repo` by one route only.
+
+        `resolver=True` asks the resolver (HEAD of README.md: NotFoundError when
+        there is no README); False asks the API's repository info.
+        """
+        kind, _, repo_id = repo.partition("/")
+        repo_type = {"datasets": "dataset", "models": "model", "spaces": "space"}[kind]
+        if resolver:
+            return self._resolver_head(repo_id, repo_type, revision)
+        return self._info_head(repo_id, repo_type, revision)
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        """Return the token owner's webhooks as dicts (`id`, `url`, `watched`, ...)."""
+        api = self.client._api
+        found = self._call("webhooks", lambda: api.list_webhooks())
+        return [_webhook_view(hook) for hook in found]
+
+    def create_webhook(
+        self, *, url: str, watched: list[dict[str, str]], secret: str
+    ) -> dict[str, Any]:
+        """Create a webhook on repository events (not discussions) of `watched`."""
+        api = self.client._api
+        items: list[Any] = list(watched)
+        hook = self._call(
+            f"create the webhook for {url}",
+            lambda: api.create_webhook(
+                url=url, watched=items, domains=["repo"], secret=secret
+            ),
+        )
+        return _webhook_view(hook)
+
+    def update_webhook(
+        self, hook_id: str, *, url: str, watched: list[dict[str, str]], secret: str
+    ) -> dict[str, Any]:
+        """Replace the webhook's URL, watched list, domains and secret."""
+        api = self.client._api
+        # The full `watched` list is always sent: the client sends [] otherwise.
+        items: list[Any] = list(watched)
+        hook = self._call(
+            f"webhook {hook_id}: update",
+            lambda: api.update_webhook(
+                hook_id, url=url, watched=items, domains=["repo"], secret=secret
+            ),
+        )
+        return _webhook_view(hook)
+
+    def enable_webhook(self, hook_id: str) -> dict[str, Any]:
+        api = self.client._api
+        hook = self._call(
+            f"webhook {hook_id}: enable", lambda: api.enable_webhook(hook_id)
+        )
+        return _webhook_view(hook)
+
+
+def _webhook_view(hook: Any) -> dict[str, Any]:
+    watched = [{"type": item.type, "name": item.name} for item in hook.watched or []]
+    return {
+        "id": hook.id,
+        "url": hook.url,
+        "watched": watched,
+        "domains": list(hook.domains or []),
+        "disabled": bool(hook.disabled),
+        "has_secret": bool(hook.secret),
+    }
+
 
 def _hourly(item: Any) -> float:
     cost = float(getattr(item, "unit_cost_usd", 0.0) or 0.0)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from spaces_scheduler.config import Config, Schedule
     from spaces_scheduler.hub import HubClient
     from spaces_scheduler.store.base import Store
+    from spaces_scheduler.watch import Watcher
 
 __all__ = ["Selection", "check", "run_daemon", "run_once", "status"]
 
@@ -92,7 +93,9 @@ def run_once(
             now=now,
             at=selection.at is not None,
         )
-        executor = schedule_executor(client, poll_first=poll_first(config))
+        executor = schedule_executor(
+            client, poll_first=poll_first(config), watcher=_watcher(client, store)
+        )
         dispatcher = Dispatcher(store, executor, on_finished=on_finished)
         fire(dispatcher, runs, skipped)
         dispatcher.shutdown(grace=0)
@@ -101,6 +104,13 @@ def run_once(
     finally:
         store.close()
     return bool(failed)
+
+
+def _watcher(client: HubClient, store: Store) -> Watcher:
+    """Return the `when_changed` checks, one head cache for the whole process."""
+    from spaces_scheduler.watch import HeadCache, Watcher
+
+    return Watcher(HeadCache(client), store)
 
 
 def _register(store: Store, config: Config, now: Any) -> None:
@@ -139,7 +149,9 @@ def run_daemon(
 
     store = open_store(state_url, config_path=config.path)
     executor = schedule_executor(client, poll_first=poll_first(config))
-    dispatcher = Dispatcher(store, executor, on_finished=_printer(0))
+    dispatcher = Dispatcher(
+        store, executor, lease=config.daemon.lease, on_finished=_printer(0)
+    )
 
     def spaces_of(schedule: Schedule) -> list[str]:
         return resolver.expand(schedule.spaces)
