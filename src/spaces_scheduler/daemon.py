@@ -24,6 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from spaces_scheduler.dispatch import Dispatcher, DueRun, utc_now
+from spaces_scheduler.errors import StoreError
 from spaces_scheduler.outcome import Outcome
 from spaces_scheduler.plan import (
     CronSpec,
@@ -33,6 +34,7 @@ from spaces_scheduler.plan import (
     parse_cron,
     slots_between,
 )
+from spaces_scheduler.sharing import Sharing
 from spaces_scheduler.store.base import ScheduleRow
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ SHUTDOWN_GRACE = 30.0
 # of skipped slots per Space; older ones are passed over.
 BACKFILL = timedelta(days=7)
 BACKFILL_SLOTS = 1000
+# While the store cannot be reached, the loop retries after these pauses.
+STORE_RETRY = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,11 @@ class Daemon:
         self._next_chores = datetime.min.replace(tzinfo=clock().tzinfo)
         self._next_refresh = self._next_chores
         self.started_at = clock()
+        self.sharing = Sharing(dispatcher.owner)
+        # Expire at least every third of a lease, so a short lease is honoured.
+        self._chore_every = min(HEARTBEAT, EXPIRE_EVERY, dispatcher.lease / 3)
+        self._needs_load = True
+        self._store_failures = 0
 
     # -- loading ------------------------------------------------------------------
 
@@ -98,11 +107,12 @@ class Daemon:
             for s in self.config.schedules
         ]
         self.store.register_schedules(rows, now)
-        self.store.expire(now)
+        self._chores(now)  # expire dead claims, and see the peers before sharing
 
         first_seen = self.store.first_seen()
         last_slots = self.store.last_slots()
         self._heap = []
+        self.sharing.clear()
         self._pairs = self._make_pairs()
         catch_up = []
         for index, pair in enumerate(self._pairs):
@@ -110,8 +120,9 @@ class Daemon:
             since = _since(pair, known, first_seen.get(pair.schedule.name, now), now)
             catch_up.extend(self._catch_up(index, pair, since, now))
 
-        self.dispatcher.dispatch(catch_up)
+        self._dispatch(catch_up, now)
         self._next_refresh = now + REFRESH_PATTERNS
+        self._needs_load = False
 
     def _make_pairs(self) -> list[Pair]:
         pairs = []
@@ -169,13 +180,27 @@ class Daemon:
             pair = self._pairs[index]
             due.append(pair.due(slot))
             self._push_next(index, pair, after=slot)
-        self.dispatcher.dispatch(due)
+        self._dispatch(due, now)
         return self.next_wake()
+
+    def _dispatch(self, due: list[DueRun], now: datetime) -> None:
+        """Claim the runs this daemon is preferred for, and the others' once due."""
+        mine, theirs = self.sharing.split(due)
+        self.sharing.hold(theirs, now)
+
+        handed = self.sharing.handed_over(now)
+        if handed:
+            taken = self.store.recorded(run.key for run in handed)
+            mine += [run for run in handed if run.key not in taken]
+        self.dispatcher.dispatch(mine)
 
     def next_wake(self) -> datetime | None:
         times = [self._next_chores]
         if self._heap:
             times.append(self._heap[0][0])
+        handover = self.sharing.next_hand_over()
+        if handover is not None:
+            times.append(handover)
         if self._has_patterns():
             times.append(self._next_refresh)
         return min(times)
@@ -192,7 +217,8 @@ class Daemon:
         self.store.heartbeat(
             self.dispatcher.owner, host=socket.gethostname(), pid=os.getpid(), now=now
         )
-        self._next_chores = now + min(HEARTBEAT, EXPIRE_EVERY)
+        self.sharing.see(self.store.daemons(), now)
+        self._next_chores = now + self._chore_every
 
     def _has_patterns(self) -> bool:
         return any("*" in space for s in self.config.schedules for space in s.spaces)
@@ -202,16 +228,47 @@ class Daemon:
     def run_forever(self, *, reload: Callable[[], Config] | None = None) -> None:
         """Run until SIGTERM or SIGINT; reload the config on SIGHUP."""
         self._install_signals()
-        self.load(self.clock())
         while not self._stopping:
             if self._reload_asked and reload is not None:
                 self._reload(reload)
-            wake = self.step()
-            self._sleep_until(wake)
+            self._sleep_until(self.step_or_retry())
 
-        abandoned = self.dispatcher.shutdown(grace=SHUTDOWN_GRACE)
+        self._stop_cleanly()
+
+    def _stop_cleanly(self) -> None:
+        """Let runs end, record the rest abandoned, and leave the peers' view."""
+        try:
+            abandoned = self.dispatcher.shutdown(grace=SHUTDOWN_GRACE)
+            self.store.forget_daemon(self.dispatcher.owner)
+        except StoreError as exc:
+            # The claims left behind expire after their lease, as a kill's would.
+            log.error("could not record the stop in the state store: %s", exc)
+            return
         for name in abandoned:
             log.warning("stopped during the run of %s: recorded abandoned", name)
+
+    def step_or_retry(self) -> datetime | None:
+        """Step, or after a store failure, say when to try again.
+
+        A store that cannot be reached claims nothing, so nothing is acted on
+        meanwhile; once it answers, the plan is rebuilt from what it recorded,
+        and the slots missed in between are caught up as after downtime.
+        """
+        try:
+            if self._needs_load:
+                self.load(self.clock())
+            wake = self.step()
+        except StoreError as exc:
+            self._needs_load = True
+            pause = STORE_RETRY[min(self._store_failures, len(STORE_RETRY) - 1)]
+            self._store_failures += 1
+            log.error("the state store failed; retrying in %.0fs: %s", pause, exc)
+            return self.clock() + timedelta(seconds=pause)
+
+        if self._store_failures:
+            log.info("the state store answers again")
+            self._store_failures = 0
+        return wake
 
     def _sleep_until(self, wake: datetime | None) -> None:
         seconds = 3600.0
@@ -229,7 +286,7 @@ class Daemon:
             log.error("config not reloaded, the old one stays: %s", exc)
             return
         log.info("config reloaded: %d schedules", len(self.config.schedules))
-        self.load(self.clock())
+        self._needs_load = True
 
     def wake(self) -> None:
         """Wake the loop now (a webhook, a manual run, a signal)."""

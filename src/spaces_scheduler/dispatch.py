@@ -13,10 +13,12 @@ catch-up after downtime, a manual trigger, a webhook):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from spaces_scheduler.durations import format_duration
+from spaces_scheduler.errors import StoreError
 from spaces_scheduler.outcome import Outcome, OutcomeKind
 from spaces_scheduler.store.base import (
     Claim,
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=2)
 MAX_WORKERS = 256
+# Pauses between attempts to record an outcome while the store is unreachable.
+FINISH_RETRY = (0.5, 1.0, 2.0, 5.0)
 
 
 def utc_now() -> datetime:
@@ -133,11 +138,16 @@ class Dispatcher:
             requests, owner=self.owner, lease=self.lease, now=now
         )
 
-        started = []
-        for run, answer in zip(runs, answers, strict=True):
-            if isinstance(answer, Claim):
-                started.append(self._start(run, answer, now))
-            elif answer is Refusal.BUSY:
+        # Start every claim before recording the busy ones: a store failure
+        # while recording must not leave a claim that nothing runs.
+        answered = list(zip(runs, answers, strict=True))
+        started = [
+            self._start(run, answer, now)
+            for run, answer in answered
+            if isinstance(answer, Claim)
+        ]
+        for run, answer in answered:
+            if answer is Refusal.BUSY:
                 self.skip(run, Outcome.skipped("busy", summary="a run is in flight"))
         return started
 
@@ -211,22 +221,58 @@ class Dispatcher:
             log.exception("%s: run crashed", run.space)
             outcome = Outcome(OutcomeKind.FAILED, reason=f"internal error: {exc}")
 
-        with self._lock:
-            self._inflight.pop(claim.run_id, None)
-        now = self.clock()
-        if outcome.stages:
-            self.store.save_stage(run.space, outcome.stages[-1], now)
-        if self.store.finish(claim, outcome, now=now):
+        # The claim stays in flight (its lease renewed) until recorded.
+        try:
+            finished = self._finish(claim, outcome)
+        finally:
+            with self._lock:
+                self._inflight.pop(claim.run_id, None)
+        if finished:
             self._report(Finished(run, outcome, lateness))
-        else:
-            log.warning(
-                "%s: the run of %s was recorded abandoned before it ended (its "
-                "lease passed, or the process was stopping); its outcome (%s) "
-                "is not recorded",
-                run.space,
-                run.schedule.name,
-                outcome.kind,
-            )
+            self._save_stage(run.space, outcome)
+            return
+        log.warning(
+            "%s: the run of %s was recorded abandoned before it ended (its "
+            "lease passed, or the process was stopping); its outcome (%s) "
+            "is not recorded",
+            run.space,
+            run.schedule.name,
+            outcome.kind,
+        )
+
+    def _finish(self, claim: Claim, outcome: Outcome) -> bool:
+        """Record the outcome, retrying while the store fails and the lease lasts.
+
+        Retrying is safe: `finish()` writes only while the claim is held, so a
+        write that committed before its answer was lost is refused the second
+        time. Past the lease, the run is for whoever expires it to record.
+        """
+        lease_left = (self._lease_of(claim) - self.clock()).total_seconds()
+        give_up = time.monotonic() + lease_left
+        pauses = itertools.chain(FINISH_RETRY, itertools.repeat(FINISH_RETRY[-1]))
+        while True:
+            try:
+                return self.store.finish(claim, outcome, now=self.clock())
+            except StoreError as exc:
+                pause = next(pauses)
+                if time.monotonic() + pause > give_up:
+                    raise
+                log.warning(
+                    "%s: could not record the outcome yet: %s", claim.key.space, exc
+                )
+                time.sleep(pause)
+
+    def _lease_of(self, claim: Claim) -> datetime:
+        with self._lock:
+            return self._inflight.get(claim.run_id, claim).lease_until
+
+    def _save_stage(self, space: str, outcome: Outcome) -> None:
+        if not outcome.stages:
+            return
+        try:
+            self.store.save_stage(space, outcome.stages[-1], self.clock())
+        except StoreError as exc:  # the stage is a hint; the outcome is recorded
+            log.warning("%s: could not remember its stage: %s", space, exc)
 
     # -- leases and shutdown ----------------------------------------------------------
 
@@ -236,10 +282,12 @@ class Dispatcher:
             claims = list(self._inflight.values())
         if not claims:
             return
-        kept = {
-            claim.run_id
-            for claim in self.store.renew(claims, lease=self.lease, now=self.clock())
-        }
+        renewed = self.store.renew(claims, lease=self.lease, now=self.clock())
+        kept = {claim.run_id for claim in renewed}
+        with self._lock:
+            for claim in renewed:
+                if claim.run_id in self._inflight:
+                    self._inflight[claim.run_id] = claim
         lost = [claim for claim in claims if claim.run_id not in kept]
         for claim in lost:
             log.warning("%s: lost the claim of %s", claim.key.space, claim.key.schedule)
@@ -265,9 +313,11 @@ class Dispatcher:
     def shutdown(self, *, grace: float) -> list[str]:
         """Let runs finish for `grace` seconds, then record the rest `abandoned`."""
         self.wait(grace)
-        abandoned = self.store.release_owner(self.owner, self.clock())
-        self._renewer.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            abandoned = self.store.release_owner(self.owner, self.clock())
+        finally:
+            self._renewer.stop()
+            self._pool.shutdown(wait=False, cancel_futures=True)
         return [f"{row.key.space} ({row.key.schedule})" for row in abandoned]
 
 

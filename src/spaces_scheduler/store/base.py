@@ -301,6 +301,24 @@ class Store(ABC):
     def daemons(self) -> list[DaemonRow]:
         """Return every daemon's heartbeat row, newest heartbeat first."""
 
+    # -- sharing the work among daemons -----------------------------------------
+
+    @abstractmethod
+    def recorded(self, keys: Iterable[RunKey]) -> set[RunKey]:
+        """Return those of `keys` that have a row, whatever its state.
+
+        A daemon asks before claiming runs another daemon was preferred for,
+        so that the runs that daemon took cost it one read, not one write each.
+        """
+
+    @abstractmethod
+    def forget_daemon(self, owner: str) -> None:
+        """Delete the heartbeat row of `owner` (a daemon stopping cleanly).
+
+        The other daemons then stop counting it as alive at their next look,
+        instead of waiting for its heartbeat to grow old. Runs keep `owner`.
+        """
+
     @abstractmethod
     def close(self) -> None:
         """Release connections."""

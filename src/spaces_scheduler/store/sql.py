@@ -534,6 +534,33 @@ class SqlStore(Store):
         with self._reading() as conn:
             return [DaemonRow(**row._mapping) for row in conn.execute(stmt)]
 
+    # -- sharing the work among daemons ---------------------------------------
+
+    def recorded(self, keys: Iterable[RunKey]) -> set[RunKey]:
+        wanted = list(dict.fromkeys(keys))
+        found: set[RunKey] = set()
+        with self._reading() as conn:
+            for start in range(0, len(wanted), _BATCH):
+                found |= self._recorded_chunk(conn, wanted[start : start + _BATCH])
+        return found
+
+    def _recorded_chunk(self, conn: Connection, keys: Sequence[RunKey]) -> set[RunKey]:
+        # Narrow by each column of the unique key, then match whole keys here:
+        # the two dialects spell a row-value IN differently.
+        runs = schema.runs
+        stmt = select(runs.c.schedule, runs.c.space, runs.c.slot).where(
+            runs.c.schedule.in_({key.schedule for key in keys}),
+            runs.c.space.in_({key.space for key in keys}),
+            runs.c.slot.in_({key.slot for key in keys}),
+        )
+        found = {RunKey(*row) for row in conn.execute(stmt)}
+        return found & set(keys)
+
+    def forget_daemon(self, owner: str) -> None:
+        table = schema.daemons
+        with self._writing() as conn:
+            conn.execute(delete(table).where(table.c.owner == owner))
+
     # -- steps -------------------------------------------------------------------
 
     def _schedule_upsert(self, row: ScheduleRow, now: datetime) -> Insert:
