@@ -374,3 +374,14 @@ def test_budget_paces_requests_within_the_window() -> None:
         budget.acquire(deadline=5.0)  # room again only at 10.0
     now[0] = 10.0
     budget.acquire(deadline=100.0)
+
+
+def test_blind_restart_sends_only_the_restart(start_sim: Any) -> None:
+    sim = start_sim(alice_world(fast("alice/dash")))
+    options = RunOptions(wait=None, if_busy="act")
+
+    outcome = run(sim, "alice/dash", RESTART, options)
+
+    assert outcome.kind is OutcomeKind.OK
+    assert outcome.requests == 1
+    assert [r["method"] for r in sim.requests()] == ["POST"]

@@ -32,7 +32,7 @@ from spaces_scheduler.hub import (
     resolve_token,
 )
 from spaces_scheduler.outcome import Outcome, OutcomeKind
-from spaces_scheduler.runner import RunOptions, execute
+from spaces_scheduler.runner import RunOptions, execute, needs_runtime
 
 if TYPE_CHECKING:
     from spaces_scheduler.config import Config
@@ -111,7 +111,8 @@ def run_jobs(
     """Run `jobs` concurrently; call `on_done` as each finishes; keep job order."""
     outcomes: dict[int, Outcome] = {}
     lock = threading.Lock()
-    known = prefetch_runtimes(client, [job.space for job in jobs])
+    reading = [job.space for job in jobs if needs_runtime(job.action, job.options)]
+    known = prefetch_runtimes(client, reading)
     # Runs spend most of their time asleep between polls; requests themselves
     # are bounded by the client's slots, so the pool can be wider.
     size = workers or max(1, min(len(jobs), 256))

@@ -95,13 +95,18 @@ def execute(
     action: Action,
     options: RunOptions,
     *,
+    before: Runtime | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
-    """Act on `space` and return the verified outcome; never raises HubError."""
+    """Act on `space` and return the verified outcome; never raises HubError.
+
+    `before` is the runtime when the caller read it already (from a listing of
+    many Spaces at once); otherwise the run reads it first.
+    """
     started = time.monotonic()
     run = _Run(calls, space, action, options, sleep)
     try:
-        outcome = _act(run)
+        outcome = _act(run, before)
     except _Verdict as verdict:
         outcome = verdict.outcome
     except HubError as exc:
@@ -119,8 +124,21 @@ def execute(
     )
 
 
-def _act(run: _Run) -> Outcome:
-    before = run.read()
+def needs_runtime(action: Action, options: RunOptions) -> bool:
+    """Whether a run must read the Space's runtime before acting.
+
+    Only an unverified restart or rebuild that acts whatever the Space is
+    doing can do without: everything else decides on the stage (if_busy,
+    wake), compares the state (pause, hardware) or must see the old stage end.
+    """
+    blind = options.wait is None and options.if_busy == "act"
+    return not (blind and action.kind in (ActionKind.RESTART, ActionKind.REBUILD))
+
+
+def _act(run: _Run, before: Runtime | None) -> Outcome:
+    if before is None and not needs_runtime(run.action, run.options):
+        return _restart_blind(run)
+    before = run.saw(before) if before is not None else run.read()
     kind = run.action.kind
 
     if kind is ActionKind.WAKE:
@@ -181,6 +199,12 @@ def _restart(run: _Run, before: Runtime, *, factory: bool) -> Outcome:
     if run.options.wait is None:
         return Outcome(OutcomeKind.OK, summary="triggered")
     return _until_running(run, before, after, time.monotonic())
+
+
+def _restart_blind(run: _Run) -> Outcome:
+    factory = run.action.kind is ActionKind.REBUILD
+    run.saw(run.calls.restart(run.space, factory=factory))
+    return Outcome(OutcomeKind.OK, summary="triggered")
 
 
 def _until_running(
