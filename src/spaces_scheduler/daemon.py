@@ -39,6 +39,7 @@ from spaces_scheduler.store.base import ScheduleRow
 
 if TYPE_CHECKING:
     from spaces_scheduler.config import Config, Schedule
+    from spaces_scheduler.windows import Windows
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,18 @@ class Daemon:
         self._stopping = False
         self._reload_asked = False
         self._next_chores = datetime.min.replace(tzinfo=clock().tzinfo)
+        # Other periodic work (the missed-run check of alerts), run with the
+        # chores; each is given the loop's `now`.
+        self.chores: list[Callable[[datetime], None]] = []
+        self.last_step: datetime | None = None
         self._next_refresh = self._next_chores
         self.started_at = clock()
+        # Cost windows, built from the config by load(), and webhook runs.
+        self._windows: Windows | None = None
+        self._windows_of: Config | None = None
+        self._next_boundary: datetime | None = None
+        self._triggered: list[DueRun] = []
+        self._trigger_lock = threading.Lock()
         self.sharing = Sharing(dispatcher.owner)
         # Expire at least every third of a lease, so a short lease is honoured.
         self._chore_every = min(HEARTBEAT, EXPIRE_EVERY, dispatcher.lease / 3)
@@ -122,6 +133,7 @@ class Daemon:
 
         self._dispatch(catch_up, now)
         self._next_refresh = now + REFRESH_PATTERNS
+        self._load_windows(now)
         self._needs_load = False
 
     def _make_pairs(self) -> list[Pair]:
@@ -169,6 +181,7 @@ class Daemon:
     def step(self, now: datetime | None = None) -> datetime | None:
         """Do what is due at `now`; return when the next thing is due."""
         now = now or self.clock()
+        self.last_step = now
         if now >= self._next_chores:
             self._chores(now)
         if now >= self._next_refresh and self._has_patterns():
@@ -181,6 +194,7 @@ class Daemon:
             due.append(pair.due(slot))
             self._push_next(index, pair, after=slot)
         self._dispatch(due, now)
+        self.dispatcher.dispatch(self._window_runs(now) + self._take_triggered())
         return self.next_wake()
 
     def _dispatch(self, due: list[DueRun], now: datetime) -> None:
@@ -198,6 +212,8 @@ class Daemon:
         times = [self._next_chores]
         if self._heap:
             times.append(self._heap[0][0])
+        if self._next_boundary is not None:
+            times.append(self._next_boundary)
         handover = self.sharing.next_hand_over()
         if handover is not None:
             times.append(handover)
@@ -219,6 +235,11 @@ class Daemon:
         )
         self.sharing.see(self.store.daemons(), now)
         self._next_chores = now + self._chore_every
+        for chore in self.chores:
+            try:
+                chore(now)
+            except Exception:  # an alert or a check must not stop the loop
+                log.exception("a periodic chore failed")
 
     def _has_patterns(self) -> bool:
         return any("*" in space for s in self.config.schedules for space in s.spaces)
@@ -287,6 +308,56 @@ class Daemon:
             return
         log.info("config reloaded: %d schedules", len(self.config.schedules))
         self._needs_load = True
+
+    # -- windows and webhook runs -------------------------------------------------
+
+    def trigger(self, runs: list[DueRun]) -> None:
+        """Dispatch `runs` at once (a webhook's); safe to call from any thread.
+
+        The loop thread stays the only one that dispatches: the runs wait in a
+        list that the next step takes.
+        """
+        with self._trigger_lock:
+            self._triggered.extend(runs)
+        self.wake()
+
+    def _take_triggered(self) -> list[DueRun]:
+        with self._trigger_lock:
+            runs, self._triggered = self._triggered, []
+        return runs
+
+    def _load_windows(self, now: datetime) -> None:
+        """Reconcile every window at start-up and after a reload."""
+        if self._windows_of is self.config:
+            return  # a refresh of the Space patterns: the windows stand
+        self._windows_of = self.config
+        self._windows, self._next_boundary = None, None
+        if not self.config.windows:
+            return
+
+        from spaces_scheduler.windows import Windows
+
+        self._windows = Windows(
+            self.config.windows,
+            defaults=self.config.defaults,
+            spaces_of=self.spaces_of,
+        )
+        runs = self._windows.runs(now, slot=now.replace(microsecond=0))
+        self.dispatcher.dispatch(runs)
+        self._next_boundary = self._windows.next_boundary(now)
+
+    def _window_runs(self, now: datetime) -> list[DueRun]:
+        """Return the reconciliation runs of the boundary that passed, if any."""
+        windows, boundary = self._windows, self._next_boundary
+        if windows is None or boundary is None or now < boundary:
+            return []
+
+        # After a long sleep only the newest boundary matters: the state of now.
+        following = windows.next_boundary(boundary)
+        while following is not None and following <= now:
+            boundary, following = following, windows.next_boundary(following)
+        self._next_boundary = following
+        return windows.runs(now, slot=boundary)
 
     def wake(self) -> None:
         """Wake the loop now (a webhook, a manual run, a signal)."""

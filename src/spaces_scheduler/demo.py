@@ -34,6 +34,9 @@ min_interval = "0s"
 jitter = "5s"
 misfire_grace = "5m"
 
+[web]
+listen = "127.0.0.1:8473"         # the dashboard; another free port if taken
+
 [[schedule]]
 name = "refresh-dashboards"       # a pattern, expanded through the Hub's listing
 cron = "* * * * *"
@@ -142,14 +145,36 @@ def run_demo(*, duration: float | None, folder: Path | None) -> None:
         store, schedule_executor(client, poll_first=0.5), on_finished=show
     )
     daemon = Daemon(config, dispatcher, spaces_of=lambda s: resolver.expand(s.spaces))
+    web = _dashboard(config, store, client, daemon)
     if duration is not None:
         threading.Timer(duration, daemon.stop).start()
     try:
         daemon.run_forever()
     finally:
+        if web is not None:
+            web.stop()
         store.close()
         sim.stop()
     _outro(config_file)
+
+
+def _dashboard(config: Any, store: Any, client: Any, daemon: Any) -> Any:
+    """Serve the dashboard on the config's port, or any free one if it is taken."""
+    import dataclasses
+
+    from spaces_scheduler.errors import ConfigError
+    from spaces_scheduler.service import start_web
+
+    try:
+        web = start_web(config, store, client, daemon)
+    except ConfigError:
+        anywhere = dataclasses.replace(config.web, listen="127.0.0.1:0")
+        web = start_web(
+            dataclasses.replace(config, web=anywhere), store, client, daemon
+        )
+    if web is not None:
+        click.echo(f"dashboard      {web.url}\n")
+    return web
 
 
 def _intro(url: str, config_file: Path) -> None:
@@ -157,7 +182,7 @@ def _intro(url: str, config_file: Path) -> None:
     click.echo(f"config         {config_file}")
     click.echo("the daemon catches up the slot it 'missed', then runs every minute;")
     click.echo("expect ok restarts, a build error with its reason, a Space woken,")
-    click.echo("a paused one left alone, and skipped: min-interval. Ctrl-C stops.\n")
+    click.echo("a paused one left alone, and skipped: min-interval. Ctrl-C stops.")
 
 
 def _outro(config_file: Path) -> None:

@@ -134,6 +134,7 @@ def run_daemon(
     from spaces_scheduler.cli import load_config
     from spaces_scheduler.daemon import Daemon
 
+    _check_web(config)
     client = open_hub(config, token_env=token_env)
     resolver = SpaceResolver(client)
     check_access(
@@ -149,8 +150,16 @@ def run_daemon(
 
     store = open_store(state_url, config_path=config.path)
     executor = schedule_executor(client, poll_first=poll_first(config))
+    printer = _printer(0)
+    notifier = _notifier(config, store)
+
+    def on_finished(finished: Finished) -> None:
+        printer(finished)
+        if notifier is not None:
+            notifier.on_finished(finished)
+
     dispatcher = Dispatcher(
-        store, executor, lease=config.daemon.lease, on_finished=_printer(0)
+        store, executor, lease=config.daemon.lease, on_finished=on_finished
     )
 
     def spaces_of(schedule: Schedule) -> list[str]:
@@ -169,11 +178,91 @@ def run_daemon(
         len(config.schedules),
         state_url or "the default SQLite file",
     )
+    web = start_web(config, store, client, daemon)
+    if notifier is not None:
+        daemon.chores.append(
+            lambda now: notifier.check_missed(daemon.config, now, spaces_of=spaces_of)
+        )
     try:
         daemon.run_forever(reload=reload)
     finally:
+        if web is not None:
+            web.stop()
+        if notifier is not None:
+            notifier.close()
         store.close()
         client.close()
+
+
+def _notifier(config: Config, store: Store) -> Any:
+    """Return the alert sender when any schedule has `notify` URLs, else None."""
+    wanted = config.defaults.notify or any(s.policy.notify for s in config.schedules)
+    if not wanted:
+        return None
+    try:
+        from spaces_scheduler.notify import Notifier
+    except ImportError:  # pragma: no cover - the `web` extra brings apprise
+        log.warning(
+            "notify is set but apprise is missing: pip install 'spaces-scheduler[web]'"
+        )
+        return None
+    return Notifier(
+        store=store, urls=config.defaults.notify, dashboard_url=_web_url(config)
+    )
+
+
+def _access_token(config: Config) -> str | None:
+    import os
+
+    name = config.web.access_token_env
+    return (os.environ.get(name) or None) if name else None
+
+
+def _check_web(config: Config) -> None:
+    """Refuse a dashboard address beyond loopback without an access token."""
+    try:
+        from spaces_scheduler.web.server import checked_listen
+    except ImportError:
+        return  # no web extra: no dashboard will be served
+    checked_listen(config.web.listen, access_token=_access_token(config))
+
+
+def _web_url(config: Config) -> str:
+    return f"http://{config.web.listen}"
+
+
+def start_web(config: Config, store: Store, client: HubClient, daemon: Any) -> Any:
+    """Serve the dashboard, API, /metrics and /healthz beside the daemon."""
+    try:
+        from spaces_scheduler.web import WebServer, build_app
+        from spaces_scheduler.web.runnow import InProcessRuns
+    except ImportError:
+        log.warning(
+            "the dashboard needs the web extra: pip install 'spaces-scheduler[web]'"
+        )
+        return None
+
+    run_now = InProcessRuns(config, store, client, poll_first=poll_first(config))
+
+    def health() -> dict[str, Any]:
+        last = daemon.last_step
+        # The loop wakes at least every chore period (15 s); two missed
+        # periods mean it is stuck.
+        alive = last is not None and (utc_now() - last).total_seconds() < 45
+        return {"loop_alive": alive, "last_step": last.isoformat() if last else None}
+
+    access_token = _access_token(config)
+    app = build_app(
+        config=config,
+        store=store,
+        run_now=run_now,
+        health=health,
+        webhook=getattr(daemon, "webhook_endpoint", None),
+    )
+    server = WebServer(app, listen=config.web.listen, access_token=access_token or None)
+    server.start()
+    log.info("dashboard on %s", server.url)
+    return server
 
 
 def check(

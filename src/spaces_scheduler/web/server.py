@@ -26,6 +26,27 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 
+def checked_listen(listen: str, *, access_token: str | None) -> tuple[str, int]:
+    """Return (host, port) of `listen`; ConfigError if it may not be served.
+
+    Callers check this before anything else, so a daemon refused its address
+    sends nothing to the Hub.
+    """
+    try:
+        host, port = split_listen(listen)
+    except ValueError as exc:
+        raise ConfigError([f"[web] listen: {exc}."]) from None
+    if not is_loopback(host) and not access_token:
+        raise ConfigError(
+            [
+                f"[web] listen = {listen!r} reaches beyond this machine, "
+                "and no access token is set: set [web] access_token_env to the "
+                "name of a variable holding one, or listen on 127.0.0.1."
+            ]
+        )
+    return host, port
+
+
 class WebServer:
     """The app on `listen`, in a daemon thread; `start()`, `url`, `stop()`."""
 
@@ -74,19 +95,7 @@ class WebServer:
         return self.url
 
     def _checked_address(self) -> tuple[str, int]:
-        try:
-            host, port = split_listen(self.listen)
-        except ValueError as exc:
-            raise ConfigError([f"[web] listen: {exc}."]) from None
-        if not is_loopback(host) and not self.access_token:
-            raise ConfigError(
-                [
-                    f"[web] listen = {self.listen!r} reaches beyond this machine, "
-                    "and no access token is set: set [web] access_token_env to the "
-                    "name of a variable holding one, or listen on 127.0.0.1."
-                ]
-            )
-        return host, port
+        return checked_listen(self.listen, access_token=self.access_token)
 
     def _wait_started(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
