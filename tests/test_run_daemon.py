@@ -111,6 +111,8 @@ def test_the_daemon_runs_serves_its_dashboard_and_stops_on_sigterm(
     assert len(acted) >= 2
     assert all("  ok  RUNNING after" in line for line in acted), out
     assert ALICE_TOKEN not in out + err
+    for stored in (tmp_path / ".spaces-scheduler").iterdir():
+        assert ALICE_TOKEN.encode() not in stored.read_bytes(), stored
 
 
 def test_the_daemon_refuses_a_public_address_without_an_access_token(
