@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from spaces_scheduler.dispatch import Dispatcher, DueRun, utc_now
 from spaces_scheduler.errors import StoreError
@@ -103,6 +103,8 @@ class Daemon:
         self._next_boundary: datetime | None = None
         self._triggered: list[DueRun] = []
         self._trigger_lock = threading.Lock()
+        # The `/webhooks/hub` handler the web server mounts; set by the host.
+        self.webhook_endpoint: Callable[..., Any] | None = None
         self.sharing = Sharing(dispatcher.owner)
         # Expire at least every third of a lease, so a short lease is honoured.
         self._chore_every = min(HEARTBEAT, EXPIRE_EVERY, dispatcher.lease / 3)

@@ -27,9 +27,13 @@ from spaces_scheduler.store import open_store
 
 if TYPE_CHECKING:
     from spaces_scheduler.config import Config, Schedule
+    from spaces_scheduler.daemon import Daemon
+    from spaces_scheduler.dispatch import DueRun
     from spaces_scheduler.hub import HubClient
+    from spaces_scheduler.outcome import Outcome
     from spaces_scheduler.store.base import Store
     from spaces_scheduler.watch import Watcher
+    from spaces_scheduler.webhooks.receiver import WebhookReceiver
 
 __all__ = ["Selection", "check", "run_daemon", "run_once", "status"]
 
@@ -113,6 +117,45 @@ def _watcher(client: HubClient, store: Store) -> Watcher:
     return Watcher(HeadCache(client), store)
 
 
+def daemon_executor(
+    config: Config, client: HubClient, watcher: Watcher
+) -> Callable[[DueRun], Outcome]:
+    """Return how the daemon makes a run: a schedule's (when_changed) or a window's."""
+    from spaces_scheduler.windows import window_executor
+
+    poll = poll_first(config)
+    scheduled = schedule_executor(client, poll_first=poll, watcher=watcher)
+    return window_executor(client, poll_first=poll, otherwise=scheduled)
+
+
+def webhook_receiver(
+    config: Config,
+    daemon: Daemon,
+    watcher: Watcher,
+    spaces_of: Callable[[Schedule], list[str]],
+) -> WebhookReceiver | None:
+    """Return the `/webhooks/hub` receiver, or None when webhooks are not set up."""
+    if not any(schedule.when_changed for schedule in config.schedules):
+        return None
+    from spaces_scheduler.webhooks import webhook_secret
+    from spaces_scheduler.webhooks.receiver import WebhookReceiver
+
+    secret = webhook_secret(config)
+    if secret is None:
+        log.info(
+            "webhooks off: set [webhooks] secret_env to a variable holding the "
+            "secret to receive Hub webhooks on /webhooks/hub"
+        )
+        return None
+    return WebhookReceiver(
+        config,
+        secret=secret,
+        spaces_of=spaces_of,
+        on_trigger=daemon.trigger,
+        forget=watcher.forget,
+    )
+
+
 def _register(store: Store, config: Config, now: Any) -> None:
     from spaces_scheduler.store.base import ScheduleRow
 
@@ -149,7 +192,8 @@ def run_daemon(
     )
 
     store = open_store(state_url, config_path=config.path)
-    executor = schedule_executor(client, poll_first=poll_first(config))
+    watcher = _watcher(client, store)
+    executor = daemon_executor(config, client, watcher)
     printer = _printer(0)
     notifier = _notifier(config, store)
 
@@ -169,9 +213,13 @@ def run_daemon(
         fresh = load_config(config_file)
         assert fresh is not None
         resolver.refresh()
+        if receiver is not None:
+            receiver.update(fresh)
         return fresh
 
     daemon = Daemon(config, dispatcher, spaces_of=spaces_of)
+    receiver = webhook_receiver(config, daemon, watcher, spaces_of)
+    daemon.webhook_endpoint = receiver.endpoint if receiver is not None else None
     log.info(
         "daemon %s: %d schedules, state in %s",
         dispatcher.owner,
@@ -188,6 +236,8 @@ def run_daemon(
     finally:
         if web is not None:
             web.stop()
+        if receiver is not None:
+            receiver.close()
         if notifier is not None:
             notifier.close()
         store.close()
