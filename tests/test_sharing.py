@@ -8,6 +8,9 @@ tests run on both backends, as the rest of the store's contract does.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -117,13 +120,33 @@ def test_when_a_daemon_leaves_only_its_share_moves() -> None:
 def test_sharing_counts_only_fresh_heartbeats_and_itself() -> None:
     sharing = Sharing("me")
     rows = [
-        DaemonRow("fresh", "vm", 1, T0, T0 - ALIVE),
-        DaemonRow("stale", "vm", 2, T0, T0 - ALIVE - SECOND),
+        DaemonRow("fresh", "elsewhere", 1, T0, T0 - ALIVE),
+        DaemonRow("stale", "elsewhere", 2, T0, T0 - ALIVE - SECOND),
     ]
 
     sharing.see(rows, T0)
 
     assert sharing.peers == ("fresh", "me")
+
+
+def test_a_dead_predecessor_on_this_host_is_not_waited_for() -> None:
+    sharing = Sharing("me")
+    host = socket.gethostname()
+    rows = [
+        DaemonRow("predecessor", host, _finished_pid(), T0, T0),
+        DaemonRow("neighbour", host, os.getpid(), T0, T0),
+    ]
+
+    sharing.see(rows, T0)
+
+    assert sharing.peers == ("me", "neighbour")
+
+
+def _finished_pid() -> int:
+    """Return the pid of a process that has ended (and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
 
 
 # -- daemons sharing one store ------------------------------------------------------

@@ -9,7 +9,9 @@ own share moves.
 A daemon claims at once the runs it is preferred for. The others' it holds for
 `HANDOVER`, then claims those still unrecorded: a live peer has taken them by
 then (costing one read), and the share of a peer that died is taken seconds
-late instead of waiting for its heartbeat to grow old. The claims settle any
+late instead of waiting for its heartbeat to grow old. A daemon restarted on
+the same machine does not wait for its predecessor at all: a heartbeat row of
+this host whose process is gone is not counted. The claims settle any
 disagreement about who is alive: whatever each daemon believes, a run is
 claimed at most once and a Space is held by one run at a time.
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -45,19 +49,36 @@ def _score(owner: str, schedule: str, space: str) -> bytes:
     return hashlib.blake2b(text, digest_size=8).digest()
 
 
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0 only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, run by another user
+    return True
+
+
 class Sharing:
     """One daemon's view of its peers, and the runs it holds for them."""
 
     def __init__(self, owner: str) -> None:
         self.owner = owner
+        self.host = socket.gethostname()
         self.peers: tuple[str, ...] = (owner,)
         self._held: list[tuple[datetime, int, DueRun]] = []
         self._counter = itertools.count()
 
     def see(self, rows: Iterable[DaemonRow], now: datetime) -> None:
         """Take the live daemons from the heartbeat rows; this one always counts."""
-        owners = {row.owner for row in alive(rows, now)} | {self.owner}
-        self.peers = tuple(sorted(owners))
+        owners = {row.owner for row in alive(rows, now) if not self._gone(row)}
+        self.peers = tuple(sorted(owners | {self.owner}))
+
+    def _gone(self, row: DaemonRow) -> bool:
+        """Whether the row is of a process of this host that no longer runs."""
+        # A container restarted under the same name may reuse the pid: then the
+        # predecessor counts as alive, and its share waits the hand-over delay.
+        return row.host == self.host and not _running(row.pid)
 
     def split(self, runs: Sequence[DueRun]) -> tuple[list[DueRun], list[DueRun]]:
         """Return the runs this daemon is preferred for, and the others'."""
