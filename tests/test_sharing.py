@@ -8,6 +8,7 @@ tests run on both backends, as the rest of the store's contract does.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -28,7 +29,7 @@ from spaces_scheduler.dispatch import Dispatcher, DueRun, Finished
 from spaces_scheduler.errors import StoreError
 from spaces_scheduler.outcome import Outcome, OutcomeKind
 from spaces_scheduler.sharing import ALIVE, HANDOVER, Sharing, preferred
-from spaces_scheduler.store import RunKey, Store
+from spaces_scheduler.store import RunKey, Store, Trigger
 from spaces_scheduler.store.base import DaemonRow
 from spaces_scheduler.store.sql import SqlStore
 from test_store import OK, SECOND, T0, Database, claim, held, record
@@ -371,3 +372,51 @@ def test_an_outcome_that_cannot_be_recorded_within_the_lease_is_not_reported(
 
     assert finished == []
     assert dispatcher.in_flight == 0
+
+
+# -- status ----------------------------------------------------------------------------
+
+
+def test_status_shows_which_daemon_ran_what_and_which_are_alive(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from spaces_scheduler.cli import main
+    from spaces_scheduler.dispatch import utc_now
+
+    config = tmp_path / "spaces.toml"
+    config.write_text(CONFIG)
+    url = f"sqlite:///{tmp_path}/state.db"
+    shared = test_store.open_url(url)
+    now = utc_now()
+    shared.heartbeat("vm1:10:aa", host="vm1", pid=10, now=now)
+    shared.heartbeat("vm2:11:bb", host="vm2", pid=11, now=now - 10 * MINUTE)
+    key = RunKey("refresh", "acme/space-00", now)
+    shared.record(
+        key,
+        OK,
+        owner="vm1:10:aa",
+        action="restart",
+        trigger=Trigger.SCHEDULE,
+        due_at=now,
+        now=now,
+    )
+    shared.close()
+
+    def status(*flags: str) -> str:
+        args = ["status", *flags, "--config", str(config), "--state", url]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    text = status()
+    assert "acme/space-00" in text and "by vm1:10:aa" in text
+    assert "daemon vm1:10:aa  alive" in text
+    assert "daemon vm2:11:bb  silent  last heartbeat 10m" in text
+
+    rows = json.loads(status("--daemons", "--json"))
+    assert [(row["owner"], row["alive"]) for row in rows] == [
+        ("vm1:10:aa", True),
+        ("vm2:11:bb", False),
+    ]

@@ -399,6 +399,9 @@ def check(
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="JSON rows.")
 @click.option("--live", is_flag=True, help="Ask the Hub for each Space's stage.")
+@click.option(
+    "--daemons", "only_daemons", is_flag=True, help="Show the daemons instead."
+)
 @click.option("--token-env", metavar="NAME", help="Read the token from this variable.")
 @common_options
 @click.pass_context
@@ -406,20 +409,30 @@ def status(
     ctx: click.Context,
     as_json: bool,
     live: bool,
+    only_daemons: bool,
     token_env: str | None,
     config_file: str | None,
     state_url: str | None,
     debug: bool,
 ) -> None:
-    """Show each Space: last stage, last run and outcome, next run."""
+    """Show each Space: last stage, last run and outcome (and which daemon ran
+    it), next run; then the daemons sharing the store and whether each is alive."""
     from spaces_scheduler import service
-    from spaces_scheduler.reports import status_lines
+    from spaces_scheduler.dispatch import utc_now
+    from spaces_scheduler.reports import daemon_lines, status_lines
 
     setup(ctx, debug=debug)
     config = load_config(config_file)
     assert config is not None
+    daemons = service.daemons(config, state_url)
+    if only_daemons:
+        _emit(daemons, daemon_lines(daemons, now=utc_now()), as_json=as_json)
+        return
     rows = service.status(config, state_url, token_env, live=live)
-    _emit(rows, status_lines(rows), as_json=as_json)
+    lines = status_lines(rows)
+    if daemons:
+        lines += ["", *daemon_lines(daemons, now=utc_now())]
+    _emit(rows, lines, as_json=as_json)
 
 
 @main.command()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from spaces_scheduler.durations import format_duration
 from spaces_scheduler.plan import jitter_offset, next_slots, parse_cron
-from spaces_scheduler.store.base import RunRecord
+from spaces_scheduler.store.base import DaemonRow, RunRecord
 
 if TYPE_CHECKING:
     from spaces_scheduler.config import Config, Schedule
@@ -197,11 +197,48 @@ def status_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
         last_text = "never run"
         if last is not None:
             last_text = f"{last['schedule']} {last['outcome']} at {last['claimed_at']}"
+            last_text += f" by {last['owner']}"
         upcoming = "none"
         if row["next_run"]:
             upcoming = f"{row['next_schedule']} at {row['next_run']}"
         lines.append(
             f"{row['space']:<{width}}  {row['stage'] or '?':<13}  "
             f"last: {last_text}  next: {upcoming}"
+        )
+    return lines
+
+
+# -- daemons -------------------------------------------------------------------------
+
+
+def daemon_rows(rows: Iterable[DaemonRow], *, now: datetime) -> list[dict[str, Any]]:
+    """Return every daemon that shares the store, and whether it is alive."""
+    from spaces_scheduler.sharing import alive
+
+    living = {row.owner for row in alive(rows, now)}
+    return [
+        {
+            "owner": row.owner,
+            "host": row.host,
+            "pid": row.pid,
+            "started_at": iso_utc(row.started_at),
+            "heartbeat_at": iso_utc(row.heartbeat_at),
+            "alive": row.owner in living,
+        }
+        for row in rows
+    ]
+
+
+def daemon_lines(rows: Sequence[dict[str, Any]], *, now: datetime) -> list[str]:
+    """Return one line per daemon: alive or silent, and since when."""
+    width = max((len(row["owner"]) for row in rows), default=0)
+    lines = []
+    for row in rows:
+        beat = parse_instant(row["heartbeat_at"])
+        ago = format_duration(max(0.0, (now - beat).total_seconds()))
+        state = "alive" if row["alive"] else "silent"
+        lines.append(
+            f"daemon {row['owner']:<{width}}  {state:<6}  last heartbeat {ago} ago"
+            f"  (started {row['started_at']})"
         )
     return lines

@@ -393,6 +393,18 @@ def status(
     )
 
 
+def daemons(config: Config, state_url: str | None) -> list[dict[str, Any]]:
+    """Return the rows of the daemons that share the store (`status`)."""
+    from spaces_scheduler.reports import daemon_rows
+
+    store = open_store(state_url, config_path=config.path)
+    try:
+        rows = store.daemons()
+    finally:
+        store.close()
+    return daemon_rows(rows, now=utc_now())
+
+
 def _live_stages(
     client: HubClient, config: Config, latest: dict[Any, Any]
 ) -> dict[str, str]:
