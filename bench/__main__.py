@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["bench_restart"]
+BENCHES = ["bench_restart", "bench_refresh"]
 
 
 def main(names: list[str]) -> None:

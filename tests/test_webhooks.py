@@ -368,3 +368,29 @@ def test_a_webhook_run_still_honours_min_interval(
         ("ok", ""),
         ("skipped", "min-interval"),
     ]
+
+
+def test_two_bursts_in_one_second_get_their_own_slots(tmp_path: Path) -> None:
+    path = tmp_path / "spaces.toml"
+    config = parse_config(CONFIG.format(debounce="0s"), path)
+    moment = datetime(2026, 3, 2, 9, 0, 0, 300_000, tzinfo=UTC)
+    triggered: list[list[DueRun]] = []
+    receiver = WebhookReceiver(
+        config,
+        secret=SECRET,
+        spaces_of=lambda s: list(s.spaces),
+        on_trigger=triggered.append,
+        clock=lambda: moment,
+    )
+    schedule = config.schedule("refresh")
+
+    receiver._trigger("datasets/alice/prompts", [schedule])
+    receiver._trigger("datasets/alice/prompts", [schedule])
+    receiver.close()
+
+    slots = [{run.slot for run in runs} for runs in triggered]
+    assert slots == [
+        {moment.replace(microsecond=0)},
+        {moment.replace(second=1, microsecond=0)},
+    ]
+    assert all(run.trigger is Trigger.WEBHOOK for runs in triggered for run in runs)

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -203,6 +203,7 @@ class WebhookReceiver:
         self.watched = watched_by(config)
         quiet = config.webhooks.debounce.total_seconds()
         self.debouncer = Debouncer(quiet, self._trigger)
+        self._last_slot: datetime | None = None
 
     async def endpoint(self, request: Request) -> Response:
         """Answer one delivery of the Hub."""
@@ -255,7 +256,7 @@ class WebhookReceiver:
         """Start the runs of `schedules` on all their Spaces now."""
         self.forget(repo)
         now = self.clock()
-        slot = now.replace(microsecond=0)
+        slot = self._next_slot(now)
         runs = [
             DueRun(schedule, space, slot, now, trigger=Trigger.WEBHOOK)
             for schedule in schedules
@@ -263,6 +264,18 @@ class WebhookReceiver:
         ]
         log.info("webhook: %s moved; %d runs triggered", repo, len(runs))
         self.on_trigger(runs)
+
+    def _next_slot(self, now: datetime) -> datetime:
+        """Return `now` to the second, later than any slot given before.
+
+        Two bursts within one second would otherwise share a slot, and the
+        store would refuse the second one's runs as already recorded.
+        """
+        slot = now.replace(microsecond=0)
+        if self._last_slot is not None and slot <= self._last_slot:
+            slot = self._last_slot + timedelta(seconds=1)
+        self._last_slot = slot
+        return slot
 
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:
