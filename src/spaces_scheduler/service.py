@@ -180,6 +180,8 @@ def run_daemon(
     _check_web(config)
     client = open_hub(config, token_env=token_env)
     resolver = SpaceResolver(client)
+    # Windows act on their Spaces too: check them before the first action.
+    window_spaces = resolver.expand([s for w in config.windows for s in w.spaces])
     check_access(
         client,
         {
@@ -188,7 +190,8 @@ def run_daemon(
                 config, resolver, list(config.schedules)
             ).values()
             for s in spaces
-        },
+        }
+        | set(window_spaces),
     )
 
     store = open_store(state_url, config_path=config.path)
