@@ -15,7 +15,7 @@ import subprocess
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -29,7 +29,7 @@ from spaces_scheduler.dispatch import Dispatcher, DueRun, Finished
 from spaces_scheduler.errors import StoreError
 from spaces_scheduler.outcome import Outcome, OutcomeKind
 from spaces_scheduler.sharing import ALIVE, HANDOVER, Sharing, preferred
-from spaces_scheduler.store import RunKey, Store, Trigger
+from spaces_scheduler.store import Claim, Refusal, RunKey, Store, Trigger
 from spaces_scheduler.store.base import DaemonRow
 from spaces_scheduler.store.sql import SqlStore
 from test_store import OK, SECOND, T0, Database, claim, held, record
@@ -80,6 +80,32 @@ def test_recorded_answers_for_a_herd(store: SqlStore) -> None:
         record(store, OK, space=key.space)
 
     assert store.recorded(keys) == set(keys[::3])
+
+
+def test_finish_many_answers_as_finish_would_and_frees_the_spaces(
+    store: SqlStore,
+) -> None:
+    mine = held(claim(store, space="acme/a"))
+    theirs = held(claim(store, space="acme/b", owner="daemon-2"))
+    expired = held(claim(store, space="acme/c", lease=SECOND))
+    store.expire(T0 + 2 * SECOND)
+    stolen = replace(theirs, owner="daemon-1")
+
+    answers = store.finish_many(
+        [(mine, OK), (stolen, OK), (expired, OK)], now=T0 + 3 * SECOND
+    )
+
+    assert answers == [True, False, False]
+    words = {run.key.space: run.outcome for run in store.runs()}
+    assert words == {
+        "acme/a": OutcomeKind.OK,
+        "acme/b": None,
+        "acme/c": OutcomeKind.ABANDONED,
+    }
+    later = T0 + 3 * SECOND
+    assert isinstance(claim(store, space="acme/a", slot=later, now=later), Claim)
+    assert claim(store, space="acme/b", slot=later, now=later) is Refusal.BUSY
+    assert store.finish_many([], now=later) == []
 
 
 def test_forget_daemon_deletes_only_its_heartbeat(store: SqlStore) -> None:
@@ -322,7 +348,7 @@ def test_the_loop_survives_a_store_outage_and_catches_up(fleet: Fleet) -> None:
 def test_an_outcome_is_recorded_once_the_store_answers_again(
     database: Database,
 ) -> None:
-    flaky = FlakyStore(database.open(), only=("finish",))
+    flaky = FlakyStore(database.open(), only=("finish", "finish_many"))
     gate = threading.Event()
     finished: list[Finished] = []
 
@@ -342,9 +368,10 @@ def test_an_outcome_is_recorded_once_the_store_answers_again(
     threading.Timer(1.2, lambda: setattr(flaky, "down", False)).start()
     assert future is not None
     future.result(timeout=10)
+    assert dispatcher.wait(10)
     dispatcher.shutdown(grace=0)
 
-    assert flaky.failed["finish"] >= 2
+    assert flaky.failed["finish_many"] == 1 and flaky.failed["finish"] >= 1
     assert [f.outcome.kind for f in finished] == [OutcomeKind.OK]
     assert [r.outcome for r in database.opened[0].runs()] == [OutcomeKind.OK]
 
@@ -352,7 +379,7 @@ def test_an_outcome_is_recorded_once_the_store_answers_again(
 def test_an_outcome_that_cannot_be_recorded_within_the_lease_is_not_reported(
     database: Database,
 ) -> None:
-    flaky = FlakyStore(database.open(), only=("finish",))
+    flaky = FlakyStore(database.open(), only=("finish", "finish_many"))
     finished: list[Finished] = []
     dispatcher = Dispatcher(
         cast(Store, flaky),
@@ -366,12 +393,13 @@ def test_an_outcome_that_cannot_be_recorded_within_the_lease_is_not_reported(
 
     future = dispatcher.dispatch_one(DueRun(config.schedules[0], "acme/a", T0, T0))
     assert future is not None
-    with pytest.raises(StoreError):
-        future.result(timeout=10)
+    future.result(timeout=10)
+    assert dispatcher.wait(10)
     dispatcher.shutdown(grace=0)
 
     assert finished == []
     assert dispatcher.in_flight == 0
+    assert flaky.failed["finish"] >= 2, "retried once at least"
 
 
 # -- status ----------------------------------------------------------------------------

@@ -134,6 +134,7 @@ class Daemon:
             catch_up.extend(self._catch_up(index, pair, since, now))
 
         self._dispatch(catch_up, now)
+        self.dispatcher.prestart(len(self._pairs))
         self._next_refresh = now + REFRESH_PATTERNS
         self._load_windows(now)
         self._needs_load = False
@@ -189,13 +190,14 @@ class Daemon:
         if now >= self._next_refresh and self._has_patterns():
             self.load(now)
 
-        due = []
+        popped = []
         while self._heap and self._heap[0][0] <= now:
             _, _, index, slot = heapq.heappop(self._heap)
-            pair = self._pairs[index]
-            due.append(pair.due(slot))
-            self._push_next(index, pair, after=slot)
-        self._dispatch(due, now)
+            popped.append((index, slot))
+        self._dispatch([self._pairs[i].due(slot) for i, slot in popped], now)
+        # The herd first: the next slots (a cron evaluation each) can wait.
+        for index, slot in popped:
+            self._push_next(index, self._pairs[index], after=slot)
         self.dispatcher.dispatch(self._window_runs(now) + self._take_triggered())
         return self.next_wake()
 

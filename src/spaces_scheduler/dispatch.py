@@ -8,7 +8,10 @@ catch-up after downtime, a manual trigger, a webhook):
    transaction, so two processes never run one key, and a Space already in
    flight is recorded `skipped: busy`.
 3. The run itself, on a worker thread, while a renewer keeps the claim's lease.
-4. The outcome is recorded; a claim that was expired meanwhile records nothing.
+4. The outcome is recorded by one recorder thread, which writes the outcomes
+   that ended together in one transaction (a herd of quick runs costs one
+   commit, and the workers never queue for the store); a claim that was
+   expired meanwhile records nothing.
 """
 
 from __future__ import annotations
@@ -107,10 +110,14 @@ class Dispatcher:
         self.clock = clock
         self.on_finished = on_finished or (lambda finished: None)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="run")
+        self._workers = workers
+        self._started_workers = 0
         self._inflight: dict[int, Claim] = {}
         self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._renewer = _Renewer(self)
+        self._recorder = _Recorder(self)
+        self._recorded: dict[int, Future[None]] = {}
 
     # -- steps 1 and 2 -----------------------------------------------------------
 
@@ -150,6 +157,22 @@ class Dispatcher:
             if answer is Refusal.BUSY:
                 self.skip(run, Outcome.skipped("busy", summary="a run is in flight"))
         return started
+
+    def prestart(self, count: int) -> None:
+        """Start up to `count` workers now, so that a herd waits for no thread.
+
+        A pool starts a thread per run until it is full, each start costing
+        the dispatching thread about a millisecond; at a herd, that is late.
+        """
+        wanted = min(count, self._workers) - self._started_workers
+        if wanted <= 0:
+            return
+        # Blocked tasks keep every thread busy, so each submit starts one more.
+        release = threading.Event()
+        for _ in range(wanted):
+            self._pool.submit(release.wait, 10.0)
+        release.set()
+        self._started_workers += wanted
 
     def dispatch_one(self, run: DueRun) -> Future[None] | None:
         started = self.dispatch([run])
@@ -193,12 +216,15 @@ class Dispatcher:
             self._inflight[claim.run_id] = claim
         self._renewer.ensure_started()
 
-        lateness = _lateness(run, now)
-        future = self._pool.submit(self._run, run, claim, lateness)
+        # Done once the outcome is recorded, not when the worker returns.
+        recorded: Future[None] = Future()
         with self._lock:
-            self._futures.add(future)
-        future.add_done_callback(self._forget)
-        return future
+            self._futures.add(recorded)
+        recorded.add_done_callback(self._forget)
+        worker = self._pool.submit(self._run, run, claim, _lateness(run, now))
+        worker.add_done_callback(lambda ran: _pass_error(ran, recorded))
+        self._recorded[claim.run_id] = recorded
+        return recorded
 
     def _report(self, finished: Finished) -> None:
         """Tell the listener; its trouble (a closed pipe, an alert) is not the run's."""
@@ -222,23 +248,52 @@ class Dispatcher:
             outcome = Outcome(OutcomeKind.FAILED, reason=f"internal error: {exc}")
 
         # The claim stays in flight (its lease renewed) until recorded.
+        self._recorder.put(Finished(run, outcome, lateness), claim)
+
+    def _record(self, batch: list[tuple[Finished, Claim]]) -> None:
+        """Record outcomes that ended together, and report those recorded."""
+        answers: list[bool | None]
         try:
-            finished = self._finish(claim, outcome)
-        finally:
-            with self._lock:
+            pairs = [(claim, finished.outcome) for finished, claim in batch]
+            answers = list(self.store.finish_many(pairs, now=self.clock()))
+        except StoreError:
+            # One by one, each retried while its lease lasts.
+            answers = [self._finish_or_give_up(*item) for item in batch]
+
+        with self._lock:
+            for _, claim in batch:
                 self._inflight.pop(claim.run_id, None)
-        if finished:
-            self._report(Finished(run, outcome, lateness))
-            self._save_stage(run.space, outcome)
+        for (finished, claim), recorded in zip(batch, answers, strict=True):
+            if recorded:
+                self._report(finished)
+                self._save_stage(finished.run.space, finished.outcome)
+            elif recorded is False:
+                _say_abandoned(finished)
+            self._resolve(claim)
+
+    def _resolve(self, claim: Claim, error: BaseException | None = None) -> None:
+        """Complete the future of a run whose outcome was recorded (or not)."""
+        future = self._recorded.pop(claim.run_id, None)
+        if future is None or future.done():
             return
-        log.warning(
-            "%s: the run of %s was recorded abandoned before it ended (its "
-            "lease passed, or the process was stopping); its outcome (%s) "
-            "is not recorded",
-            run.space,
-            run.schedule.name,
-            outcome.kind,
-        )
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    def _finish_or_give_up(self, finished: Finished, claim: Claim) -> bool | None:
+        """Return `_finish()`'s answer, or None when the store never answered."""
+        try:
+            return self._finish(claim, finished.outcome)
+        except StoreError as exc:
+            log.error(
+                "%s: the outcome of %s (%s) could not be recorded: %s",
+                claim.key.space,
+                claim.key.schedule,
+                finished.outcome.kind,
+                exc,
+            )
+            return None
 
     def _finish(self, claim: Claim, outcome: Outcome) -> bool:
         """Record the outcome, retrying while the store fails and the lease lasts.
@@ -302,13 +357,20 @@ class Dispatcher:
             return {claim.key.space for claim in self._inflight.values()}
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the runs in flight; return whether all ended within `timeout`."""
+        """Wait for the runs in flight; return whether all ended within `timeout`.
+
+        A run has ended when its outcome is recorded (or could not be).
+        """
+        started = time.monotonic()
         with self._lock:
             futures = list(self._futures)
         from concurrent.futures import wait as wait_for
 
         _, pending = wait_for(futures, timeout=timeout)
-        return not pending
+        if pending:
+            return False
+        left = None if timeout is None else timeout - (time.monotonic() - started)
+        return self._recorder.drain(left)
 
     def shutdown(self, *, grace: float) -> list[str]:
         """Let runs finish for `grace` seconds, then record the rest `abandoned`."""
@@ -318,7 +380,59 @@ class Dispatcher:
         finally:
             self._renewer.stop()
             self._pool.shutdown(wait=False, cancel_futures=True)
+            with self._lock:
+                unfinished = list(self._futures)
+            for future in unfinished:
+                future.cancel()  # its claim was recorded abandoned
         return [f"{row.key.space} ({row.key.schedule})" for row in abandoned]
+
+
+class _Recorder:
+    """A thread that records outcomes, those that ended together in one batch."""
+
+    BATCH = 400
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self._queue: list[tuple[Finished, Claim]] = []
+        self._busy = False
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def put(self, finished: Finished, claim: Claim) -> None:
+        with self._ready:
+            self._queue.append((finished, claim))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="recorder", daemon=True
+                )
+                self._thread.start()
+            self._ready.notify_all()
+
+    def drain(self, timeout: float | None) -> bool:
+        """Wait until every outcome put is recorded; return whether it was."""
+        with self._ready:
+            idle = self._ready.wait_for(
+                lambda: not self._queue and not self._busy, timeout=timeout
+            )
+        return bool(idle)
+
+    def _loop(self) -> None:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: bool(self._queue))
+                batch = self._queue[: self.BATCH]
+                del self._queue[: self.BATCH]
+                self._busy = True
+            try:
+                self.dispatcher._record(batch)
+            except Exception as exc:  # the recorder must outlive any one batch
+                log.exception("could not record %d outcomes", len(batch))
+                for _, claim in batch:
+                    self.dispatcher._resolve(claim, exc)
+            with self._ready:
+                self._busy = False
+                self._ready.notify_all()
 
 
 class _Renewer:
@@ -349,6 +463,24 @@ class _Renewer:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _pass_error(worker: Future[None], recorded: Future[None]) -> None:
+    """Fail the run's future if its worker failed before handing it over."""
+    error = None if worker.cancelled() else worker.exception()
+    if error is not None and not recorded.done():
+        recorded.set_exception(error)
+
+
+def _say_abandoned(finished: Finished) -> None:
+    log.warning(
+        "%s: the run of %s was recorded abandoned before it ended (its "
+        "lease passed, or the process was stopping); its outcome (%s) "
+        "is not recorded",
+        finished.run.space,
+        finished.run.schedule.name,
+        finished.outcome.kind,
+    )
 
 
 def _lateness(run: DueRun, now: datetime) -> float:

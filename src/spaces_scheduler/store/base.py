@@ -311,6 +311,17 @@ class Store(ABC):
         so that the runs that daemon took cost it one read, not one write each.
         """
 
+    def finish_many(
+        self, finished: Sequence[tuple[Claim, Outcome]], *, now: datetime
+    ) -> list[bool]:
+        """Record many outcomes at once; answer for each, in order.
+
+        The same as calling `finish()` for each in turn, but a backend may do
+        it in one transaction: a herd of short runs ending together then costs
+        one commit, not one each.
+        """
+        return [self.finish(claim, outcome, now=now) for claim, outcome in finished]
+
     @abstractmethod
     def forget_daemon(self, owner: str) -> None:
         """Delete the heartbeat row of `owner` (a daemon stopping cleanly).

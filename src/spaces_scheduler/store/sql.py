@@ -556,6 +556,17 @@ class SqlStore(Store):
         found = {RunKey(*row) for row in conn.execute(stmt)}
         return found & set(keys)
 
+    def finish_many(
+        self, finished: Sequence[tuple[Claim, Outcome]], *, now: datetime
+    ) -> list[bool]:
+        """Record the outcomes in one transaction: one conditional update each."""
+        with self._writing() as conn:
+            answers = [_finish_row(conn, c, outcome, now) for c, outcome in finished]
+            done = [finished[i][0].run_id for i, ok in enumerate(answers) if ok]
+            for start in range(0, len(done), _BATCH):
+                _release_locks(conn, done[start : start + _BATCH])
+        return answers
+
     def forget_daemon(self, owner: str) -> None:
         table = schema.daemons
         with self._writing() as conn:
@@ -759,6 +770,20 @@ def _record(row: Row[Any]) -> RunRecord:
         duration=float(row.duration),  # SQLite RETURNING gives 0 for 0.0
         log_tail=tuple(json.loads(row.log_tail)),
     )
+
+
+def _finish_row(
+    conn: Connection, claim: Claim, outcome: Outcome, now: datetime
+) -> bool:
+    """Write the outcome of a claim still held; return whether it was."""
+    runs = schema.runs
+    held = and_(
+        runs.c.id == claim.run_id,
+        runs.c.owner == claim.owner,
+        runs.c.state == CLAIMED,
+    )
+    stmt = update(runs).where(held).values(_done(outcome, now))
+    return bool(conn.execute(stmt).rowcount == 1)
 
 
 def _release_locks(conn: Connection, run_ids: Sequence[int]) -> None:
