@@ -51,6 +51,8 @@ SHUTDOWN_GRACE = 30.0
 # of skipped slots per Space; older ones are passed over.
 BACKFILL = timedelta(days=7)
 BACKFILL_SLOTS = 1000
+# Next slots remembered per (cron, zone, slot); a cache, cleared when this full.
+NEXT_SLOTS_KEPT = 10_000
 # While the store cannot be reached, the loop retries after these pauses.
 STORE_RETRY = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -106,6 +108,7 @@ class Daemon:
         # The `/webhooks/hub` handler the web server mounts; set by the host.
         self.webhook_endpoint: Callable[..., Any] | None = None
         self.sharing = Sharing(dispatcher.owner)
+        self._next_slots: dict[tuple[CronSpec, str, datetime], datetime | None] = {}
         # Expire at least every third of a lease, so a short lease is honoured.
         self._chore_every = min(HEARTBEAT, EXPIRE_EVERY, dispatcher.lease / 3)
         self._needs_load = True
@@ -172,12 +175,21 @@ class Daemon:
         return [pair.due(decision.run.utc)] if decision.run is not None else []
 
     def _push_next(self, index: int, pair: Pair, *, after: datetime) -> None:
-        zone = pair.schedule.policy.timezone
-        upcoming = next_slots(pair.spec, zone, after, 1)
-        if upcoming:
-            slot = upcoming[0].utc
+        slot = self._next_slot(pair.spec, pair.schedule.policy.timezone, after)
+        if slot is not None:
             entry = (slot + pair.offset, next(self._counter), index, slot)
             heapq.heappush(self._heap, entry)
+
+    def _next_slot(self, spec: CronSpec, zone: str, after: datetime) -> datetime | None:
+        """Return the next slot after `after`, computed once for all the Spaces
+        of a schedule (and all schedules of one cron) whose slot came together."""
+        key = (spec, zone, after)
+        if key not in self._next_slots:
+            if len(self._next_slots) > NEXT_SLOTS_KEPT:
+                self._next_slots.clear()
+            upcoming = next_slots(spec, zone, after, 1)
+            self._next_slots[key] = upcoming[0].utc if upcoming else None
+        return self._next_slots[key]
 
     # -- the step -----------------------------------------------------------------
 
