@@ -325,7 +325,9 @@ def test_the_endpoint_answers_like_the_hubs_own_server(host: Any) -> None:
 
     missing = h.post(body, {"Content-Type": "application/json"})
     wrong = h.post(body, {"X-Webhook-Secret": "nope"})
-    huge = h.post(b"{" + b" " * (1024 * 1024 + 10) + b"}", good)
+    # A small cap: a client still sending a MiB may see the early 413 as a reset.
+    h.receiver.max_body = 1000
+    huge = h.post(b"{" + b" " * 2000 + b"}", good)
     not_json = h.post(b"not json", good)
     ignored = h.post(other, good)
     time.sleep(0.3)
