@@ -385,3 +385,13 @@ def test_blind_restart_sends_only_the_restart(start_sim: Any) -> None:
     assert outcome.kind is OutcomeKind.OK
     assert outcome.requests == 1
     assert [r["method"] for r in sim.requests()] == ["POST"]
+
+
+def test_sleep_time_never_is_verified(start_sim: Any) -> None:
+    # The Hub answers "never" with a null gcTimeout.
+    sim = start_sim(alice_world(fast("alice/gpu", hardware="t4-small")))
+    action = Action.from_cli("sleep_time=never")
+
+    outcome = run(sim, "alice/gpu", action)
+
+    assert outcome.kind is OutcomeKind.OK, outcome

@@ -385,9 +385,9 @@ def _sleep_time(run: _Run) -> Outcome:
     after = run.saw(run.calls.set_sleep_time(run.space, int(seconds or -1)))
     if run.options.wait is None:
         return Outcome(OutcomeKind.OK, summary="triggered")
-    if after.sleep_time != seconds:
+    if not _sleeps_after(after, seconds):
         after = run.read()
-    if after.sleep_time != seconds:
+    if not _sleeps_after(after, seconds):
         return Outcome(
             OutcomeKind.FAILED,
             reason=(
@@ -396,6 +396,16 @@ def _sleep_time(run: _Run) -> Outcome:
             ),
         )
     return Outcome(OutcomeKind.OK, summary=f"sleep time {run.action}")
+
+
+def _sleeps_after(runtime: Runtime, seconds: int | None) -> bool:
+    """Whether the Space sleeps after `seconds` (-1: never) by the Hub's account.
+
+    The Hub writes "never" as a missing or null `gcTimeout`.
+    """
+    if seconds == -1:
+        return runtime.sleep_time in (None, -1)
+    return runtime.sleep_time == seconds
 
 
 def _variables(run: _Run) -> Outcome:
