@@ -23,7 +23,7 @@ from spaces_scheduler.config import parse_config
 from spaces_scheduler.daemon import Daemon
 from spaces_scheduler.dispatch import Dispatcher, DueRun
 from spaces_scheduler.hub import HubClient, RequestBudget
-from spaces_scheduler.service import _watcher, daemon_executor, webhook_receiver
+from spaces_scheduler.service import daemon_executor, make_watcher, webhook_receiver
 from spaces_scheduler.store import open_store
 from spaces_scheduler.store.base import Store, Trigger
 from spaces_scheduler.webhooks.receiver import Debouncer, WebhookReceiver, parse_push
@@ -205,7 +205,7 @@ def host(
         client = HubClient(
             token=ALICE_TOKEN, endpoint=sim.url, budget=RequestBudget(1000)
         )
-        watcher = _watcher(client, store)
+        watcher = make_watcher(client, store)
         dispatcher = Dispatcher(store, daemon_executor(config, client, watcher))
         daemon = Daemon(config, dispatcher, spaces_of=lambda s: list(s.spaces))
         receiver = webhook_receiver(
@@ -352,7 +352,7 @@ def test_a_webhook_run_still_honours_min_interval(
     config = parse_config(text, path)
     store = open_store(f"sqlite:///{tmp_path}/state.db", config_path=path)
     client = HubClient(token=ALICE_TOKEN, endpoint=sim.url)
-    executor = daemon_executor(config, client, _watcher(client, store))
+    executor = daemon_executor(config, client, make_watcher(client, store))
     dispatcher = Dispatcher(store, executor)
     schedule = config.schedule("refresh")
     now = datetime.now(UTC).replace(microsecond=0)

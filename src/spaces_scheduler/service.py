@@ -98,7 +98,7 @@ def run_once(
             at=selection.at is not None,
         )
         executor = schedule_executor(
-            client, poll_first=poll_first(config), watcher=_watcher(client, store)
+            client, poll_first=poll_first(config), watcher=make_watcher(client, store)
         )
         dispatcher = Dispatcher(store, executor, on_finished=on_finished)
         fire(dispatcher, runs, skipped)
@@ -110,7 +110,7 @@ def run_once(
     return bool(failed)
 
 
-def _watcher(client: HubClient, store: Store) -> Watcher:
+def make_watcher(client: HubClient, store: Store) -> Watcher:
     """Return the `when_changed` checks, one head cache for the whole process."""
     from spaces_scheduler.watch import HeadCache, Watcher
 
@@ -195,7 +195,7 @@ def run_daemon(
     )
 
     store = open_store(state_url, config_path=config.path)
-    watcher = _watcher(client, store)
+    watcher = make_watcher(client, store)
     executor = daemon_executor(config, client, watcher)
     printer = _printer(0)
     notifier = _notifier(config, store)

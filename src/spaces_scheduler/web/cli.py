@@ -11,11 +11,18 @@ import os
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from spaces_scheduler.cli import common_options, load_config, setup
 from spaces_scheduler.errors import CredentialsError
+
+if TYPE_CHECKING:
+    from spaces_scheduler.acting import SpaceResolver
+    from spaces_scheduler.config import Config
+    from spaces_scheduler.watch import Watcher
+    from spaces_scheduler.web.runnow import InProcessRuns
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +47,8 @@ def serve(
     token_env: str | None,
 ) -> None:
     """Serve the dashboard, JSON API and /metrics from the state store."""
-    from spaces_scheduler.acting import open_hub
-    from spaces_scheduler.service import poll_first
+    from spaces_scheduler.acting import SpaceResolver, open_hub
+    from spaces_scheduler.service import make_watcher, poll_first
     from spaces_scheduler.store import open_store
     from spaces_scheduler.web import WebServer, build_app
     from spaces_scheduler.web.runnow import InProcessRuns
@@ -52,15 +59,20 @@ def serve(
     store = open_store(state_url, config_path=config.path)
 
     runner = None
+    webhook = None
     try:
         client = open_hub(config, token_env=token_env)
-        runner = InProcessRuns(config, store, client, poll_first=poll_first(config))
+        watcher = make_watcher(client, store)
+        runner = InProcessRuns(
+            config, store, client, poll_first=poll_first(config), watcher=watcher
+        )
+        webhook = _webhook_endpoint(config, runner, watcher, SpaceResolver(client))
     except CredentialsError as exc:
-        log.warning("run now is off: %s", exc)
+        log.warning("run now and webhooks are off: %s", exc)
 
     variable = config.web.access_token_env
     access_token = os.environ.get(variable) if variable else None
-    app = build_app(config=config, store=store, run_now=runner)
+    app = build_app(config=config, store=store, run_now=runner, webhook=webhook)
     server = WebServer(
         app, listen=listen or config.web.listen, access_token=access_token
     )
@@ -72,6 +84,30 @@ def serve(
         if runner is not None:
             runner.close()
         store.close()
+
+
+def _webhook_endpoint(
+    config: Config, runner: InProcessRuns, watcher: Watcher, resolver: SpaceResolver
+) -> Any:
+    """Return the `/webhooks/hub` endpoint, running its refreshes in-process."""
+    from spaces_scheduler.webhooks import webhook_secret
+    from spaces_scheduler.webhooks.receiver import WebhookReceiver
+
+    secret = webhook_secret(config)
+    if secret is None or not any(s.when_changed for s in config.schedules):
+        return None
+    receiver = WebhookReceiver(
+        config,
+        secret=secret,
+        spaces_of=lambda schedule: resolver.expand(schedule.spaces),
+        on_trigger=lambda runs: _dispatch(runner, runs),
+        forget=watcher.forget,
+    )
+    return receiver.endpoint
+
+
+def _dispatch(runner: InProcessRuns, runs: list[Any]) -> None:
+    runner.dispatcher.dispatch(runs)
 
 
 def _wait_for_signal() -> None:

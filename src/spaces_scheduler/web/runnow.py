@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from spaces_scheduler.config import Config
     from spaces_scheduler.hub import HubClient
     from spaces_scheduler.store.base import RunRecord, Store
+    from spaces_scheduler.watch import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,14 @@ class InProcessRuns:
         answer_wait: float = ANSWER_WAIT,
         clock: Callable[[], datetime] = utc_now,
         poll_first: float = 2.0,
+        watcher: Watcher | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.client = client
         self.answer_wait = answer_wait
         self.clock = clock
-        executor = schedule_executor(client, poll_first=poll_first)
+        executor = schedule_executor(client, poll_first=poll_first, watcher=watcher)
         self.dispatcher = Dispatcher(store, executor, clock=clock)
 
     def __call__(
