@@ -323,9 +323,12 @@ def memory_and_idle_cpu(count: int = 10_000, window: float = 60.0) -> None:
             processes = {name: psutil.Process(p.pid) for name, p in started.items()}
             settle(list(processes.values()))
             rss = {name: p.memory_info().rss for name, p in processes.items()}
+            ours_process = processes[f"ours-{count}"]
             before = {name: p.cpu_times() for name, p in processes.items()}
+            loop_before = _thread_cpu(ours_process, ours_process.pid)
             time.sleep(window)
             after = {name: p.cpu_times() for name, p in processes.items()}
+            loop_after = _thread_cpu(ours_process, ours_process.pid)
         finally:
             for process in started.values():
                 process.terminate()
@@ -363,9 +366,21 @@ def memory_and_idle_cpu(count: int = 10_000, window: float = 60.0) -> None:
                 "spaces-scheduler run (target < 0.05 %)",
                 f"{cpu(f'ours-{count}'):.4f} % of a core",
             ),
+            (
+                "  of which the daemon's loop (main thread)",
+                f"{(loop_after - loop_before) / window * 100:.4f} % of a core",
+            ),
             ("APScheduler", f"{cpu(f'aps-{count}'):.4f} % of a core"),
         ],
     )
+
+
+def _thread_cpu(process: Any, thread_id: int) -> float:
+    """Return the CPU seconds one thread of `process` has used."""
+    for thread in process.threads():
+        if thread.id == thread_id:
+            return float(thread.user_time + thread.system_time)
+    return 0.0
 
 
 def _mb(size: int) -> str:
