@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["bench_restart", "bench_refresh"]
+BENCHES = ["bench_restart", "bench_dispatch", "bench_ha", "bench_refresh"]
 
 
 def main(names: list[str]) -> None:
