@@ -267,3 +267,30 @@ def test_the_token_never_appears_anywhere(start_sim: Any, config: Path) -> None:
         assert ALICE_TOKEN not in result.output
         assert ALICE_TOKEN not in (result.stderr or "")
     assert ALICE_TOKEN not in str(sim.requests())
+
+
+def test_an_explicit_restart_acts_on_a_space_building_on_the_hub(
+    start_sim: Any, config: Path
+) -> None:
+    sim = start_sim(alice_world(fast("alice/stuck", stage="BUILDING", stuck=True)))
+
+    skipped = invoke(sim, config, "restart", "alice/stuck", "--if-busy", "skip")
+    acted = invoke(sim, config, "restart", "alice/stuck", "--no-wait")
+
+    assert skipped.exit_code == 0
+    assert "skipped: building" in skipped.stdout
+    assert acted.exit_code == 0
+    assert actions_sent(sim) == ["/api/spaces/alice/stuck/restart"]
+
+
+def test_a_read_token_is_told_it_is_read_only(start_sim: Any, config: Path) -> None:
+    world = alice_world(fast("alice/a"))
+    world["token"].append(  # type: ignore[attr-defined]
+        {"value": "hf_aliceReadOnly000000", "user": "alice", "role": "read"}
+    )
+    sim = start_sim(world)
+
+    result = invoke(sim, config, "restart", "alice/a", token="hf_aliceReadOnly000000")
+
+    assert result.exit_code == 2
+    assert "read-only (role read)" in result.stderr

@@ -283,7 +283,7 @@ def test_variables_are_set_and_verified(start_sim: Any) -> None:
 
     assert outcome.kind is OutcomeKind.OK, outcome
     variables = [r for r in sim.requests() if r["path"].endswith("/variables")]
-    assert variables[0]["method"] == "POST"
+    assert [r["method"] for r in variables] == ["GET", "POST"]
 
 
 @pytest.mark.parametrize(
@@ -395,3 +395,65 @@ def test_sleep_time_never_is_verified(start_sim: Any) -> None:
     outcome = run(sim, "alice/gpu", action)
 
     assert outcome.kind is OutcomeKind.OK, outcome
+
+
+def test_a_variable_change_is_verified_like_a_restart(start_sim: Any) -> None:
+    sim = start_sim(alice_world(fast("alice/demo")))
+    action = Action.from_cli("variable=DATA_REVISION=abc123")
+
+    outcome = run(sim, "alice/demo", action)
+
+    # The Hub restarts a Space whose variables change: it must come back.
+    assert outcome.kind is OutcomeKind.OK, outcome
+    assert "RUNNING after" in outcome.summary
+    assert "BUILDING" in outcome.stages
+
+
+def test_variables_already_set_send_nothing(start_sim: Any) -> None:
+    sim = start_sim(alice_world(fast("alice/demo", variables={"MODE": "fast"})))
+
+    outcome = run(sim, "alice/demo", Action.from_cli("variable=MODE=fast"))
+
+    assert outcome.kind is OutcomeKind.OK
+    assert outcome.summary == "1 already set"
+    assert posts(sim, "/variables") == []
+
+
+def test_an_action_that_got_no_answer_is_not_sent_again(
+    start_sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub.utils import close_session
+
+    import spaces_scheduler.hub as hub
+
+    monkeypatch.setattr(hub, "REQUEST_TIMEOUT", 0.5)
+    close_session()  # the next request builds a client with the short timeout
+    sim = start_sim(alice_world(fast("alice/dash")))
+    sim.add_fault({"path": "/api/spaces/alice/dash/restart", "hang": True, "times": 0})
+
+    try:
+        outcome = run(sim, "alice/dash", RESTART, RunOptions(wait=None))
+    finally:
+        monkeypatch.undo()
+        close_session()
+
+    assert outcome.kind is OutcomeKind.FAILED
+    assert "not sent again" in outcome.reason
+    assert len(posts(sim, "/restart")) == 1
+
+
+def test_a_rate_limit_longer_than_the_wait_says_so(start_sim: Any) -> None:
+    sim = start_sim(alice_world(fast("alice/dash")))
+    sim.add_fault(
+        {
+            "path": "/api/spaces/alice/dash/restart",
+            "status": 429,
+            "times": 0,
+            "retry_after": 600,
+        }
+    )
+
+    outcome = run(sim, "alice/dash", RESTART, RunOptions(wait=3.0, poll_first=0.05))
+
+    assert outcome.kind is OutcomeKind.FAILED
+    assert "asked to wait 600s" in outcome.reason

@@ -23,6 +23,7 @@ import click
 
 from spaces_scheduler.action import Action
 from spaces_scheduler.dispatch import DueRun, Finished
+from spaces_scheduler.durations import format_duration
 from spaces_scheduler.errors import CredentialsError, HubError
 from spaces_scheduler.hub import (
     HubClient,
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 SPACE_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CHECK_DEADLINE = 120.0
-NO_WAIT_DEADLINE = 300.0
+NO_WAIT_DEADLINE = 60.0
 PROGRESS_FROM = 5
 PREFETCH_FROM = 8
 
@@ -82,6 +83,13 @@ def check_access(client: HubClient, spaces: Iterable[str]) -> Identity:
         )
 
     refused = sorted(space for space in spaces if not identity.may_manage(space))
+    if refused and identity.role == "read":
+        raise CredentialsError(
+            f"The token of {identity.name} is read-only (role read): it may look "
+            "at Spaces but not act on them. Create a write token (or a "
+            "fine-grained one with write access to the Spaces) at "
+            "https://huggingface.co/settings/tokens; nothing was sent."
+        )
     if refused:
         raise CredentialsError(
             f"The token of {identity.name} (role {identity.role}) may not manage "
@@ -166,9 +174,17 @@ def prefetch_runtimes(client: HubClient, spaces: Sequence[str]) -> dict[str, Run
 
 
 def run_options(
-    config: Config | None, *, wait: float | None, no_wait: bool
+    config: Config | None,
+    *,
+    wait: float | None,
+    no_wait: bool,
+    if_busy: str = "act",
 ) -> RunOptions:
-    """Return the options of an immediate run: the config's defaults, then flags."""
+    """Return the options of an immediate run: the config's defaults, then flags.
+
+    A Space the Hub shows building is acted on (`if_busy` "act") unless the
+    command says otherwise: the user asked for this action now.
+    """
     base = RunOptions()
     if config is not None:
         policy = config.defaults
@@ -184,7 +200,7 @@ def run_options(
         wait_seconds = wait if wait is not None else base.wait
     return RunOptions(
         wait=wait_seconds,
-        if_busy=base.if_busy,
+        if_busy=if_busy,
         escalate=base.escalate,
         poll_first=base.poll_first,
         poll_cap=base.poll_cap,
@@ -232,11 +248,12 @@ def act_now(
     wait: object,
     no_wait: bool,
     token_env: str | None,
+    if_busy: str = "act",
 ) -> bool:
     """Act on `spaces` now, verified; return whether any run failed."""
     check_space_ids(spaces)
     seconds = wait.total_seconds() if hasattr(wait, "total_seconds") else None
-    options = run_options(config, wait=seconds, no_wait=no_wait)
+    options = run_options(config, wait=seconds, no_wait=no_wait, if_busy=if_busy)
 
     client = open_hub(config, token_env=token_env)
     check_access(client, spaces)
@@ -321,5 +338,5 @@ def scheduled_line(finished: Finished, *, width: int = 0) -> str:
     text += finished.outcome.line()
     acted = finished.outcome.kind is not OutcomeKind.SKIPPED
     if acted and finished.lateness >= 0.05:
-        text += f"  late {finished.lateness:.1f}s"
+        text += f"  late {format_duration(finished.lateness)}"
     return text

@@ -176,6 +176,13 @@ def main() -> None:
 
 def action_options(command: F) -> F:
     command = click.option(
+        "--if-busy",
+        type=click.Choice(["act", "wait", "skip"]),
+        default="act",
+        show_default=True,
+        help="What to do with a Space the Hub shows building or starting.",
+    )(command)
+    command = click.option(
         "--token-env",
         metavar="NAME",
         help="Read the Hub token from this environment variable.",
@@ -206,6 +213,7 @@ def restart(
     no_wait: bool,
     wait: timedelta | None,
     token_env: str | None,
+    if_busy: str,
     config_file: str | None,
     state_url: str | None,
     debug: bool,
@@ -215,7 +223,7 @@ def restart(
 
     setup(ctx, debug=debug)
     action = Action(ActionKind.REBUILD if factory else ActionKind.RESTART)
-    _act_now(ctx, action, spaces, no_wait, wait, token_env, config_file)
+    _act_now(ctx, action, spaces, no_wait, wait, token_env, config_file, if_busy)
 
 
 @main.command()
@@ -231,6 +239,7 @@ def act(
     no_wait: bool,
     wait: timedelta | None,
     token_env: str | None,
+    if_busy: str,
     config_file: str | None,
     state_url: str | None,
     debug: bool,
@@ -244,7 +253,7 @@ def act(
         action = Action.from_cli(action_text)
     except ValueError as exc:
         raise click.BadParameter(f"{exc}.", param_hint="ACTION") from exc
-    _act_now(ctx, action, spaces, no_wait, wait, token_env, config_file)
+    _act_now(ctx, action, spaces, no_wait, wait, token_env, config_file, if_busy)
 
 
 def _act_now(
@@ -255,6 +264,7 @@ def _act_now(
     wait: timedelta | None,
     token_env: str | None,
     config_file: str | None,
+    if_busy: str,
 ) -> None:
     from spaces_scheduler.acting import act_now
 
@@ -266,6 +276,7 @@ def _act_now(
         wait=None if no_wait else wait,
         no_wait=no_wait,
         token_env=token_env,
+        if_busy=if_busy,
     )
     ctx.exit(1 if failed else 0)
 

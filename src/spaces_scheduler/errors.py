@@ -48,6 +48,8 @@ class HubError(SchedulerError):
     """
 
     transient = False
+    # The request left but no answer came back: the Hub may have applied it.
+    maybe_applied = False
 
     def __init__(
         self,

@@ -257,7 +257,8 @@ def _hub_message(exc: HfHubHTTPError) -> str:
     status = exc.response.status_code
     reason = exc.response.reason_phrase or ""
     words = exc.server_message or str(exc).split("\n", 1)[0]
-    words = words.strip().rstrip(".")
+    # The client appends the request id; ours is added once by the caller.
+    words = re.sub(r"\s*\(Request ID: [^)]*\)", "", words).strip().rstrip(".")
     text = f"{status} {reason}".strip()
     return f"{text}: {words}" if words else text
 
@@ -266,11 +267,14 @@ def translate(exc: Exception, *, what: str, token: str | None) -> HubError:
     """Turn an exception of huggingface_hub or httpx2 into one of ours."""
     if isinstance(exc, HubError):
         return exc
-    if isinstance(exc, httpx2.TimeoutException):
-        return TransientHubError(f"{what}: the Hub did not answer in time")
-    if isinstance(exc, httpx2.TransportError):
+    if isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout):
         detail = _scrub(str(exc), token) or type(exc).__name__
         return TransientHubError(f"{what}: could not reach the Hub ({detail})")
+    if isinstance(exc, httpx2.TimeoutException | httpx2.TransportError):
+        # The request left: the Hub may have acted on it before going silent.
+        error = TransientHubError(f"{what}: the Hub did not answer in time")
+        error.maybe_applied = True
+        return error
     if not isinstance(exc, HfHubHTTPError):
         return PermanentHubError(f"{what}: {_scrub(str(exc), token)}")
 
@@ -297,6 +301,38 @@ def backoff_delay(attempt: int, error: HubError) -> float:
         return error.retry_after + random.uniform(0.0, 1.0)
     ceiling = min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempt)
     return random.uniform(ceiling / 2, ceiling)
+
+
+def _final(error: HubError, *, action: bool) -> HubError:
+    """Add what to do to an error that ends a call."""
+    if action and error.maybe_applied:
+        return type(error)(
+            f"{error}; it is not sent again, since the Hub may have acted on it",
+            status=error.status,
+            request_id=error.request_id,
+        )
+    if action and error.status in (401, 403):
+        return type(error)(
+            f"{error}; the token may not do this: give it write access to the "
+            "Space (a write token, or a fine-grained one with repo.write on its "
+            "owner)",
+            status=error.status,
+            request_id=error.request_id,
+        )
+    return error
+
+
+def _beyond_deadline(error: HubError, delay: float) -> HubError:
+    """Say why a retry was given up: the wait it needs passes the deadline."""
+    if isinstance(error, RateLimitedError) and error.retry_after is not None:
+        return RateLimitedError(
+            f"{error}; the Hub asked to wait {error.retry_after:.0f}s, past this "
+            "run's deadline (raise --wait or wait in the schedule)",
+            retry_after=error.retry_after,
+            status=error.status,
+            request_id=error.request_id,
+        )
+    return error
 
 
 # -- the client ------------------------------------------------------------------
@@ -357,18 +393,24 @@ class HubCalls:
         """How many HTTP requests this run sent, retries and pages included."""
         return self._tally.requests
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, fn: Callable[[], T], *, action: bool = False) -> T:
+        """Make one Hub call, retrying transient errors within the deadline.
+
+        An `action` (restart, pause, ...) whose request left but got no answer
+        is not sent again: the Hub may have applied it, and runs act at most
+        once. An error answer (429, 5xx) means it was not applied: retried.
+        """
         attempt = 0
         while True:
             error = self._attempt(what, fn)
             if not isinstance(error, HubError):
                 return error
 
-            if not error.transient:
-                raise error
+            if not error.transient or (action and error.maybe_applied):
+                raise _final(error, action=action)
             delay = backoff_delay(attempt, error)
             if time.monotonic() + delay > self.deadline:
-                raise error
+                raise _beyond_deadline(error, delay)
             log.warning("%s; retrying in %.1fs", error, delay)
             time.sleep(delay)
             attempt += 1
@@ -413,13 +455,17 @@ class HubCalls:
         api = self.client._api
         what = f"{space}: {'factory rebuild' if factory else 'restart'}"
         raw = self._call(
-            what, lambda: api.restart_space(space, factory_reboot=factory).raw
+            what,
+            lambda: api.restart_space(space, factory_reboot=factory).raw,
+            action=True,
         )
         return Runtime.from_json(raw)
 
     def pause(self, space: str) -> Runtime:
         api = self.client._api
-        raw = self._call(f"{space}: pause", lambda: api.pause_space(space).raw)
+        raw = self._call(
+            f"{space}: pause", lambda: api.pause_space(space).raw, action=True
+        )
         return Runtime.from_json(raw)
 
     def request_hardware(self, space: str, flavor: str) -> Runtime:
@@ -427,6 +473,7 @@ class HubCalls:
         raw = self._call(
             f"{space}: hardware={flavor}",
             lambda: api.request_space_hardware(space, flavor).raw,  # type: ignore[arg-type]
+            action=True,
         )
         return Runtime.from_json(raw)
 
@@ -442,7 +489,8 @@ class HubCalls:
                 warnings.simplefilter("ignore", UserWarning)
                 return api.set_space_sleep_time(space, seconds).raw
 
-        raw = self._call(f"{space}: sleep_time={seconds}s", send)
+        shown = "never" if seconds == -1 else f"{seconds}s"
+        raw = self._call(f"{space}: sleep_time={shown}", send, action=True)
         return Runtime.from_json(raw)
 
     def set_variables(
@@ -454,9 +502,18 @@ class HubCalls:
             answer = self._call(
                 f"{space}: variable {key}",
                 lambda key=key, value=value: api.add_space_variable(space, key, value),  # type: ignore[misc]
+                action=True,
             )
             result = {name: var.value for name, var in answer.items()}
         return result
+
+    def variables(self, space: str) -> dict[str, str]:
+        """Return the Space's variables and their values."""
+        api = self.client._api
+        answer = self._call(
+            f"{space}: variables", lambda: api.get_space_variables(space)
+        )
+        return {name: var.value for name, var in answer.items()}
 
     def build_log_tail(self, space: str, lines: int = 5) -> tuple[str, ...]:
         """Return the last lines of the build log; empty when it cannot be read."""

@@ -155,7 +155,7 @@ def _act(run: _Run, before: Runtime | None) -> Outcome:
     if kind is ActionKind.SLEEP_TIME:
         return _sleep_time(run)
     if kind is ActionKind.VARIABLES:
-        return _variables(run)
+        return _variables(run, before)
     return _restart(run, before, factory=kind is ActionKind.REBUILD)
 
 
@@ -408,26 +408,29 @@ def _sleeps_after(runtime: Runtime, seconds: int | None) -> bool:
     return runtime.sleep_time == seconds
 
 
-def _variables(run: _Run) -> Outcome:
+def _variables(run: _Run, before: Runtime) -> Outcome:
+    """Set the variables; a change restarts the Space, which must come back."""
     wanted = dict(run.action.variables)
-    current = run.calls.set_variables(run.space, run.action.variables)
-    if run.options.wait is None:
-        return Outcome(OutcomeKind.OK, summary="triggered")
+    if all(run.calls.variables(run.space).get(k) == v for k, v in wanted.items()):
+        return Outcome(OutcomeKind.OK, summary=f"{len(wanted)} already set")
 
+    current = run.calls.set_variables(run.space, run.action.variables)
     missing = sorted(k for k, v in wanted.items() if current.get(k) != v)
     if missing:
         return Outcome(
             OutcomeKind.FAILED,
             reason=f"the Hub did not keep the variables {', '.join(missing)}",
         )
+    if run.options.wait is None:
+        return Outcome(OutcomeKind.OK, summary="triggered")
+    if before.stage in ("PAUSED", *ASLEEP_STAGES):
+        # The Hub keeps them; the Space reads them when it next starts.
+        return Outcome(OutcomeKind.OK, summary=f"{len(wanted)} set; {before.stage}")
 
-    # A changed variable restarts the Space on the Hub; wait for it to settle.
-    final = _poll(run, until=lambda rt: rt.stage not in BUSY_STAGES)
-    if final is None:
-        return _stuck(run, time.monotonic() - (run.options.wait or 0.0))
-    if final.stage != "RUNNING":
-        return _errored(run, final)
-    return Outcome(OutcomeKind.OK, summary=f"{len(wanted)} set; RUNNING")
+    outcome = _until_running(run, before, run.read(), time.monotonic())
+    if outcome.kind is OutcomeKind.OK:
+        return Outcome(OutcomeKind.OK, summary=f"{len(wanted)} set; {outcome.summary}")
+    return outcome
 
 
 # -- polling ------------------------------------------------------------------------
