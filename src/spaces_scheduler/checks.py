@@ -43,6 +43,12 @@ class Finding:
 def schedule_warnings(config: Config, *, now: datetime) -> list[Finding]:
     """Return the risky traits of every schedule."""
     findings = []
+    if not config.schedules and not config.windows:
+        findings.append(
+            Finding(
+                str(config.path), "has no [[schedule]] and no [[window]]: nothing to do"
+            )
+        )
     for schedule in config.schedules:
         findings.extend(_warnings_of(schedule, now=now))
     findings.extend(_budget_warnings(config, now=now))
@@ -134,11 +140,15 @@ def access_findings(
     deadline = time.monotonic() + 120
     identity = client.identity(deadline=deadline)
     findings = []
+    checked: set[str] = set()
     for entry in _entries(config):
         spaces = resolver.expand([entry])
         if "*" in entry and not spaces:
             findings.append(Finding(entry, "the pattern matches no Space"))
         for space in spaces:
+            if space in checked:
+                continue  # named and matched by a pattern too: one line
+            checked.add(space)
             finding = _space_finding(client, identity.may_manage(space), space)
             if finding is not None:
                 findings.append(finding)
@@ -153,7 +163,12 @@ def _entries(config: Config) -> list[str]:
 
 def _space_finding(client: HubClient, may_manage: bool, space: str) -> Finding | None:
     if not may_manage:
-        return Finding(space, "the token may not manage this Space", problem=True)
+        return Finding(
+            space,
+            "the token may not manage this Space (read-only, or neither the "
+            "owner nor a member of its organisation): use a write token of the owner",
+            problem=True,
+        )
     try:
         client.calls(deadline=time.monotonic() + 60).runtime(space)
     except NotFoundError:

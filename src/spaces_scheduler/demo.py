@@ -177,9 +177,23 @@ def _dashboard(config: Any, store: Any, client: Any, daemon: Any) -> Any:
     return web
 
 
+def _command() -> str:
+    """Return how this user started us, for the hints (`.venv/bin/...` or not)."""
+    import shlex
+    import sys
+
+    started = sys.argv[0]
+    return (
+        shlex.quote(started)
+        if started.endswith("spaces-scheduler")
+        else ("spaces-scheduler")
+    )
+
+
 def _intro(url: str, config_file: Path) -> None:
     click.echo(f"simulated Hub  {url}  (12 Spaces of the user 'demo')")
     click.echo(f"config         {config_file}")
+    click.echo(f"in another terminal: {_command()} history --config {config_file}")
     click.echo("the daemon catches up the slot it 'missed', then runs every minute;")
     click.echo("expect ok restarts, a build error with its reason, a Space woken,")
     click.echo("a paused one left alone, and skipped: min-interval. Ctrl-C stops.")
@@ -187,6 +201,5 @@ def _intro(url: str, config_file: Path) -> None:
 
 def _outro(config_file: Path) -> None:
     click.echo("\nstopped. Where to look next:")
-    click.echo(f"  spaces-scheduler history --config {config_file}")
-    click.echo(f"  spaces-scheduler status --config {config_file}")
-    click.echo(f"  spaces-scheduler next --config {config_file}")
+    for command in ("history", "status", "next"):
+        click.echo(f"  {_command()} {command} --config {config_file}")
