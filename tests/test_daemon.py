@@ -394,3 +394,21 @@ def test_one_failing_run_does_not_stop_the_others(
 
     words = {o[1]: o[3] for o in h.outcomes()}
     assert words == {"acme/a": "failed", "acme/b": "ok"}
+
+
+def test_a_herd_is_claimed_before_its_instant_and_started_at_it(
+    harness: Callable[[str], Harness],
+) -> None:
+    h = harness(EVERY_5)
+    h.start()
+
+    h.step(T0 + 5 * MINUTE - timedelta(seconds=1))
+
+    # Claimed a moment ahead, so that the instant itself only starts them.
+    assert h.ran == []
+    assert {o[3] for o in h.outcomes()} == {"claimed"}
+
+    h.step(T0 + 5 * MINUTE)
+
+    assert sorted(r.space for r in h.ran) == ["acme/a", "acme/b"]
+    assert all(f.lateness == 0 for f in h.finished)

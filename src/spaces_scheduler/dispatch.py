@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=2)
+YIELD_AT_MOST = 2.0  # seconds an outcome may wait for a herd to be started
 MAX_WORKERS = 256
 # Pauses between attempts to record an outcome while the store is unreachable.
 FINISH_RETRY = (0.5, 1.0, 2.0, 5.0)
@@ -127,6 +128,15 @@ class Dispatcher:
         A herd of runs due at the same minute costs two store round trips
         (the min_interval read and the batch claim), not two per run.
         """
+        return self.launch(self.arm(runs))
+
+    def arm(self, runs: Iterable[DueRun]) -> list[tuple[DueRun, Claim]]:
+        """Claim the runs in one batch, without starting them; return the claims.
+
+        The daemon claims a herd a moment before it is due, so that at its
+        instant it only hands the runs to the workers. Armed claims are renewed
+        like runs in flight and abandoned with them if the process stops.
+        """
         now = self.clock()
         runs = list(runs)
         spaces = {
@@ -145,18 +155,21 @@ class Dispatcher:
             requests, owner=self.owner, lease=self.lease, now=now
         )
 
-        # Start every claim before recording the busy ones: a store failure
+        # Hold every claim before recording the busy ones: a store failure
         # while recording must not leave a claim that nothing runs.
         answered = list(zip(runs, answers, strict=True))
-        started = [
-            self._start(run, answer, now)
-            for run, answer in answered
-            if isinstance(answer, Claim)
-        ]
+        armed = [(run, a) for run, a in answered if isinstance(a, Claim)]
+        with self._lock:
+            self._inflight.update((claim.run_id, claim) for _, claim in armed)
         for run, answer in answered:
             if answer is Refusal.BUSY:
                 self.skip(run, Outcome.skipped("busy", summary="a run is in flight"))
-        return started
+        return armed
+
+    def launch(self, armed: Iterable[tuple[DueRun, Claim]]) -> list[Future[None]]:
+        """Start armed runs now; their lateness is counted from here."""
+        now = self.clock()
+        return [self._start(run, claim, now) for run, claim in armed]
 
     def prestart(self, count: int) -> None:
         """Start up to `count` workers now, so that a herd waits for no thread.
@@ -205,7 +218,8 @@ class Dispatcher:
 
     def _start(self, run: DueRun, claim: Claim, now: datetime) -> Future[None]:
         with self._lock:
-            self._inflight[claim.run_id] = claim
+            # The renewer may have extended the armed claim: keep its lease.
+            self._inflight.setdefault(claim.run_id, claim)
         self._renewer.ensure_started()
 
         # Done once the outcome is recorded, not when the worker returns.
@@ -400,6 +414,10 @@ class _Workers:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
+    def queued(self) -> int:
+        """Return how many runs wait for a thread."""
+        return self._queue.qsize()
+
     def submit(self, task: Callable[[], None], *, busy: int) -> None:
         """Queue `task`; start a thread if fewer than `busy` runs have one."""
         self._queue.put(task)
@@ -453,6 +471,23 @@ class _Recorder:
                 self._thread.start()
             self._ready.notify_all()
 
+    def _yield_to_starts(self) -> None:
+        """Wait while queued runs are being started: that comes first.
+
+        Recording takes the interpreter for milliseconds per batch; done
+        while a herd is being started, it makes the herd's last runs late.
+        An outcome waits those few milliseconds instead (its claim stays
+        renewed); runs queued only because every thread is busy make it wait
+        no longer than one look.
+        """
+        deadline = time.monotonic() + YIELD_AT_MOST
+        queued = self.dispatcher._pool.queued()
+        while queued and time.monotonic() < deadline:
+            time.sleep(0.002)
+            before, queued = queued, self.dispatcher._pool.queued()
+            if queued >= before:
+                return  # nothing was started meanwhile: every thread is busy
+
     def drain(self, timeout: float | None) -> bool:
         """Wait until every outcome put is recorded; return whether it was."""
         with self._ready:
@@ -465,6 +500,8 @@ class _Recorder:
         while True:
             with self._ready:
                 self._ready.wait_for(lambda: bool(self._queue))
+            self._yield_to_starts()
+            with self._ready:
                 batch = self._queue[: self.BATCH]
                 del self._queue[: self.BATCH]
                 self._busy = True

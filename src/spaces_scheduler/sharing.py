@@ -92,9 +92,13 @@ class Sharing:
         return mine, theirs
 
     def hold(self, runs: Iterable[DueRun], now: datetime) -> None:
-        """Keep the others' runs until the hand-over delay has passed."""
-        until = now + HANDOVER
+        """Keep the others' runs until the hand-over delay has passed.
+
+        The delay counts from each run's due instant, or from now for a run
+        already late (a catch-up): runs are seen a little before they are due.
+        """
         for run in runs:
+            until = max(now, run.due_at) + HANDOVER
             heapq.heappush(self._held, (until, next(self._counter), run))
 
     def handed_over(self, now: datetime) -> list[DueRun]:
