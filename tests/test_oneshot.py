@@ -287,3 +287,39 @@ def test_next_json_rows_are_the_contract(tmp_path: Path) -> None:
         "utc": "2026-03-29T06:00:00Z",
         "shifted": False,
     }
+
+
+def test_catch_up_runs_the_others_missed_slots_with_state_only(
+    tmp_path: Path,
+) -> None:
+    # GitHub cancelled the pending 09:07 run of "hourly"; berlin-morning fired.
+    cfg = config(tmp_path)
+    last = {("hourly", "alice/a"): T0 - HOUR + timedelta(minutes=7)}
+    others = select_schedules(cfg, Selection(schedule="hourly"))
+
+    runs, skipped = due_runs(
+        others,
+        lambda s: list(s.spaces),
+        last,
+        now=T0 + timedelta(minutes=20),
+        at=False,
+        with_state_only=True,
+    )
+
+    # alice/a has state: its missed 09:07 runs; alice/b never ran: left alone.
+    assert [(r.space, r.slot) for r in runs] == [("alice/a", T0 + timedelta(minutes=7))]
+    assert skipped == []
+
+
+def test_reading_commands_do_not_invent_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "spaces.toml"
+    path.write_text(CONFIG)
+    missing = tmp_path / "typo" / "state.db"
+
+    for command in (["history"], ["status"]):
+        result = CliRunner().invoke(
+            main, [*command, "--config", str(path), "--state", f"sqlite:///{missing}"]
+        )
+        assert result.exit_code == 2, result.output
+        assert "No state store at" in result.stderr
+    assert not missing.parent.exists()

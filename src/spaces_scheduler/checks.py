@@ -51,7 +51,27 @@ def schedule_warnings(config: Config, *, now: datetime) -> list[Finding]:
         )
     for schedule in config.schedules:
         findings.extend(_warnings_of(schedule, now=now))
+    findings.extend(_window_warnings(config))
     findings.extend(_budget_warnings(config, now=now))
+    return findings
+
+
+def _window_warnings(config: Config) -> list[Finding]:
+    """Warn of windows that pause a Space and never bring it back up."""
+    from spaces_scheduler.action import ActionKind
+
+    findings = []
+    for window in config.windows:
+        kinds = {a.kind for a in (window.inside, window.outside) if a is not None}
+        if ActionKind.PAUSE in kinds and ActionKind.HARDWARE not in kinds:
+            findings.append(
+                Finding(
+                    f'window "{window.name}"',
+                    "pauses its Spaces and nothing in it brings them up again (a "
+                    "sleep time does not restart a paused Space); use { hardware "
+                    "= FLAVOR } for the other side, or a schedule that wakes them",
+                )
+            )
     return findings
 
 
@@ -70,8 +90,8 @@ def _warnings_of(schedule: Schedule, *, now: datetime) -> list[Finding]:
         )
     if interval is not None and interval < GITHUB_FLOOR:
         found.append(
-            f"fires every {format_duration(interval)}; GitHub Actions runs "
-            "schedules at most every 5 minutes"
+            f"fires every {format_duration(interval)}; if deployed to GitHub "
+            "Actions, note that it runs schedules at most every 5 minutes"
         )
     if fields[0] == "0":
         found.append(

@@ -317,6 +317,11 @@ def config_dir(config: Config | None) -> Path:
 @click.option("--at", "at_cron", metavar="CRON", help="With --once: this cron fired.")
 @click.option("--schedule", "schedule_name", metavar="NAME", help="Only this one.")
 @click.option("--space", metavar="ID", help="Only this Space.")
+@click.option(
+    "--catch-up",
+    is_flag=True,
+    help="With --once: also the other schedules' slots missed since their last run.",
+)
 @click.option("--token-env", metavar="NAME", help="Read the token from this variable.")
 @common_options
 @click.pass_context
@@ -326,6 +331,7 @@ def run(
     at_cron: str | None,
     schedule_name: str | None,
     space: str | None,
+    catch_up: bool,
     token_env: str | None,
     config_file: str | None,
     state_url: str | None,
@@ -335,13 +341,17 @@ def run(
     from spaces_scheduler import service
 
     setup(ctx, debug=debug, level=logging.INFO)
-    if not once and (at_cron or schedule_name or space):
-        raise click.UsageError("--at, --schedule and --space go with --once.")
+    if not once and (at_cron or schedule_name or space or catch_up):
+        raise click.UsageError(
+            "--at, --schedule, --space and --catch-up go with --once."
+        )
 
     config = load_config(config_file)
     assert config is not None
     if once:
-        selection = service.Selection(at=at_cron, schedule=schedule_name, space=space)
+        selection = service.Selection(
+            at=at_cron, schedule=schedule_name, space=space, catch_up=catch_up
+        )
         failed = service.run_once(config, state_url, token_env, selection)
         ctx.exit(1 if failed else 0)
     service.run_daemon(config, state_url, token_env, config_file=config_file)
@@ -469,7 +479,9 @@ def history(
 
     setup(ctx, debug=debug)
     config = load_config(config_file, required=False)
-    store = open_store(state_url, config_path=config.path if config else None)
+    store = open_store(
+        state_url, config_path=config.path if config else None, must_exist=True
+    )
     try:
         records = store.runs(space=space, schedule=schedule_name, limit=limit)
     finally:

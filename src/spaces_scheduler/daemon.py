@@ -344,7 +344,9 @@ class Daemon:
         try:
             self.config = reload()
         except Exception as exc:  # a bad edit must not stop the daemon
-            log.error("config not reloaded, the old one stays: %s", exc)
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            for problem in problems:  # one readable line each
+                log.error("config not reloaded, the old one stays: %s", problem)
             return
         log.info("config reloaded: %d schedules", len(self.config.schedules))
         self._needs_load = True

@@ -44,6 +44,10 @@ class Selection:
     at: str | None = None
     schedule: str | None = None
     space: str | None = None
+    # Also the others' slots missed since their last recorded one (with state
+    # only): a platform that dropped or cancelled a run is caught up by the
+    # next run of any schedule, not only by the next of its own cron.
+    catch_up: bool = False
 
 
 def select_schedules(config: Config, selection: Selection) -> list[Schedule]:
@@ -88,13 +92,19 @@ def due_runs(
     *,
     now: datetime,
     at: bool,
+    with_state_only: bool = False,
 ) -> tuple[list[DueRun], list[tuple[DueRun, str]]]:
-    """Return the runs to make now and the slots to record as skipped."""
+    """Return the runs to make now and the slots to record as skipped.
+
+    `with_state_only` leaves out the (schedule, Space) pairs never recorded.
+    """
     runs: list[DueRun] = []
     skipped: list[tuple[DueRun, str]] = []
     for schedule in schedules:
         for space in spaces_of(schedule):
             last = last_slots.get((schedule.name, space))
+            if last is None and with_state_only:
+                continue
             decision = _catch_up(schedule, last, now=now, at=at)
             runs.extend(_as_runs(schedule, space, decision))
             skipped.extend(

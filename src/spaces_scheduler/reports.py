@@ -101,7 +101,7 @@ def history_lines(records: Iterable[RunRecord]) -> list[str]:
     for row in rows:
         why = "  ".join(part for part in (row["reason"], row["summary"]) if part)
         words = [
-            row["claimed_at"],
+            row["slot"],
             f"{row['space']:<{space_width}}",
             row["schedule"],
             row["action"],

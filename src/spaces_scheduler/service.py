@@ -66,9 +66,12 @@ def run_once(
 ) -> bool:
     """Fire what is due now; return whether a run failed."""
     schedules = select_schedules(config, selection)
+    others: list[Schedule] = []
+    if selection.catch_up:
+        others = [s for s in config.schedules if s not in schedules]
     client = open_hub(config, token_env=token_env)
     resolver = SpaceResolver(client)
-    table = _spaces_table(config, resolver, schedules)
+    table = _spaces_table(config, resolver, schedules + others)
     if selection.space is not None:
         table = {
             name: [s for s in spaces if s == selection.space]
@@ -90,13 +93,23 @@ def run_once(
         now = utc_now()
         _register(store, config, now)
         store.expire(now)
+        last_slots = store.last_slots()
         runs, skipped = due_runs(
             schedules,
             lambda schedule: table[schedule.name],
-            store.last_slots(),
+            last_slots,
             now=now,
             at=selection.at is not None,
         )
+        late, coalesced = due_runs(
+            others,
+            lambda schedule: table[schedule.name],
+            last_slots,
+            now=now,
+            at=False,
+            with_state_only=True,
+        )
+        runs, skipped = runs + late, skipped + coalesced
         executor = schedule_executor(
             client, poll_first=poll_first(config), watcher=make_watcher(client, store)
         )
@@ -227,7 +240,7 @@ def run_daemon(
         "daemon %s: %d schedules, state in %s",
         dispatcher.owner,
         len(config.schedules),
-        state_url or "the default SQLite file",
+        getattr(store, "label", "the state store"),  # the URL, password masked
     )
     web = start_web(config, store, client, daemon)
     if notifier is not None:
@@ -360,7 +373,7 @@ def _missed(
 ) -> list[Any]:
     from spaces_scheduler.checks import missed_findings
 
-    store = open_store(state_url, config_path=config.path)
+    store = open_store(state_url, config_path=config.path, must_exist=True)
     try:
         table = {}
         for schedule in config.schedules:
@@ -379,7 +392,7 @@ def status(
     """Return the rows of `status`."""
     from spaces_scheduler.reports import status_rows
 
-    store = open_store(state_url, config_path=config.path)
+    store = open_store(state_url, config_path=config.path, must_exist=True)
     try:
         latest = store.latest_runs()
         stages = store.stages()

@@ -299,7 +299,9 @@ def _run_script(
     if layout.mapped:
         lines += [f"  {line}" for line in _mapped_scheduled(members, crons, run)]
     else:
-        lines += [f'  {run} --at "$FIRED_CRON"']
+        # --catch-up: GitHub keeps one pending run per concurrency group and
+        # cancels older ones; the next run catches the cancelled slots up.
+        lines += [f'  {run} --at "$FIRED_CRON" --catch-up']
     lines += [
         "else",
         "  set --",
@@ -348,6 +350,9 @@ def _mapped_scheduled(
             f"{run} --at {shlex.quote(e.spec.text)} --schedule {shlex.quote(e.name)}"
             for e in group
         ]
+        # GitHub keeps one pending run per concurrency group and cancels older
+        # ones: the last call also catches up what a cancelled run missed.
+        calls[-1] += " --catch-up"
         lines += [f"    {call} || failed=1" for call in calls]
         lines.append("    ;;")
     lines += [

@@ -87,7 +87,9 @@ class KubernetesTarget(Target):
             generated(folder / name, _document(options, manifest))
             for name, manifest in sorted(manifests.items())
         )
-        return Rendered(files, folder, window_notes(config, self.name))
+        # The daemon reconciles windows itself; one-shot runs do not.
+        notes = () if options.mode == "daemon" else window_notes(config, self.name)
+        return Rendered(files, folder, notes)
 
 
 def _document(options: Options, manifest: dict[str, Any]) -> str:

@@ -64,7 +64,9 @@ class SystemdTarget(Target):
         script = _install_script(options, config, sorted(units))
         files.append(generated(folder / "install.sh", script, executable=True))
         files.sort(key=lambda item: item.path.name)
-        return Rendered(tuple(files), folder, window_notes(config, self.name))
+        # The daemon reconciles windows itself; one-shot runs do not.
+        notes = () if options.mode == "daemon" else window_notes(config, self.name)
+        return Rendered(tuple(files), folder, notes)
 
 
 def _timer_units(config: Config, options: Options, config_file: str) -> dict[str, str]:

@@ -37,21 +37,24 @@ __all__ = [
 STATE_ENV = "SPACES_SCHEDULER_STATE"
 
 
-def open_store(url: str | None, *, config_path: Path | None) -> Store:
+def open_store(
+    url: str | None, *, config_path: Path | None, must_exist: bool = False
+) -> Store:
     """Open the store at `url`, creating and migrating its schema as needed.
 
     Without `url`, `$SPACES_SCHEDULER_STATE` names it, else the SQLite file
     `.spaces-scheduler/state.db` beside the config file (or in the current folder
     when there is none). Raises `StoreError` with one readable line, which never
-    shows a password, when the URL is wrong or the database cannot be reached.
+    shows a password, when the URL is wrong or the database cannot be reached,
+    and with `must_exist` when a SQLite file is missing (read-only commands).
     """
     # Imported here: SQLAlchemy alone takes longer to import than a fast command.
     from spaces_scheduler.store import sql
 
     chosen = url or os.environ.get(STATE_ENV)
     if chosen:
-        return sql.open_url(chosen)
-    return sql.open_sqlite(default_state_path(config_path))
+        return sql.open_url(chosen, must_exist=must_exist)
+    return sql.open_sqlite(default_state_path(config_path), must_exist=must_exist)
 
 
 def default_state_path(config_path: Path | None) -> Path:

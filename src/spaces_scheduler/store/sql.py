@@ -90,17 +90,22 @@ _URL_FORMS = "use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
 # -- opening -----------------------------------------------------------------
 
 
-def open_url(text: str) -> SqlStore:
-    """Open (and migrate) the store at a `sqlite:` or `postgresql:` URL."""
+def open_url(text: str, *, must_exist: bool = False) -> SqlStore:
+    """Open (and migrate) the store at a `sqlite:` or `postgresql:` URL.
+
+    With `must_exist`, a SQLite file that is not there is an error instead of
+    a new, empty store: commands that only read should not invent one.
+    """
     url = _parse(text)
     if url.get_backend_name() == "sqlite":
-        return _open(_sqlite_engine(url))
+        return _open(_sqlite_engine(url, must_exist=must_exist))
     return _open(_postgresql_engine(url))
 
 
-def open_sqlite(path: Path) -> SqlStore:
+def open_sqlite(path: Path, *, must_exist: bool = False) -> SqlStore:
     """Open (and migrate) the SQLite store in the file `path`."""
-    return _open(_sqlite_engine(URL.create("sqlite", database=str(path))))
+    url = URL.create("sqlite", database=str(path))
+    return _open(_sqlite_engine(url, must_exist=must_exist))
 
 
 def mask(text: str) -> str:
@@ -142,7 +147,7 @@ def _open(engine: Engine) -> SqlStore:
     return store
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, *, must_exist: bool = False) -> Engine:
     if sqlite3.sqlite_version_info < _SQLITE_MIN:
         raise StoreError(
             f"SQLite {sqlite3.sqlite_version} is too old for the state store: it"
@@ -154,6 +159,11 @@ def _sqlite_engine(url: URL) -> Engine:
             " process; use sqlite:///PATH."
         )
 
+    if must_exist and not Path(url.database).exists():
+        raise StoreError(
+            f"No state store at {url.database}: nothing has run with this config "
+            "yet, or --state / SPACES_SCHEDULER_STATE names the wrong file."
+        )
     try:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
