@@ -413,7 +413,7 @@ def daemons(config: Config, state_url: str | None) -> list[dict[str, Any]]:
     """Return the rows of the daemons that share the store (`status`)."""
     from spaces_scheduler.reports import daemon_rows
 
-    store = open_store(state_url, config_path=config.path)
+    store = open_store(state_url, config_path=config.path, must_exist=True)
     try:
         rows = store.daemons()
     finally:
