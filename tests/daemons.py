@@ -117,6 +117,22 @@ class Daemon:
         return f"daemon {self.process.pid} exited {self.process.returncode}"
 
 
+def register_early(config: str, url: str) -> datetime:
+    """Record the schedule as seen two minutes ago, so work is due at once."""
+    from spaces_scheduler.config import parse_config
+    from spaces_scheduler.dispatch import schedule_rows
+    from spaces_scheduler.store import open_store
+
+    rows = schedule_rows(parse_config(config, Path("spaces.toml")).schedules[:1])
+    first_seen = datetime.now(UTC) - timedelta(minutes=2)
+    store = open_store(url, config_path=None)
+    try:
+        store.register_schedules(rows, first_seen)
+    finally:
+        store.close()
+    return first_seen
+
+
 def free_port() -> int:
     """Return a port of 127.0.0.1 that nothing listens on now."""
     with socket.socket() as probe:

@@ -32,14 +32,14 @@ from daemons import (
     actions,
     config_text,
     match_actions,
+    register_early,
     start_daemon,
     world,
 )
-from spaces_scheduler.config import parse_config
 from spaces_scheduler.hubsim import HubSim
 from spaces_scheduler.outcome import OutcomeKind
 from spaces_scheduler.plan import jitter_offset, parse_cron, slots_between
-from spaces_scheduler.store import ScheduleRow, open_store
+from spaces_scheduler.store import open_store
 from spaces_scheduler.store.base import RunRecord
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -75,7 +75,7 @@ def test_three_daemons_killed_in_turn_run_every_slot_at_most_once(
     chance = random.Random(seed)
     sim = start_sim(world(SPACES, build_seconds=0.3))
     config = config_text(SPACES, lease=f"{LEASE.seconds}s", jitter="59s")
-    first_seen = _register_early(config, schema_url)
+    first_seen = register_early(config, schema_url)
     log = tmp_path / "daemons.log"
 
     def start() -> Daemon:
@@ -114,21 +114,6 @@ def test_three_daemons_killed_in_turn_run_every_slot_at_most_once(
     _check_service_resumes_quickly_after_kills(runs, owned, kills, context)
     assert len(kills) >= 3, context
     assert len({run.owner for run in runs if run.outcome is OutcomeKind.OK}) >= 3
-
-
-def _register_early(config: str, url: str) -> datetime:
-    """Record the schedule as seen two minutes ago, so work is due at once."""
-    schedule = parse_config(config, Path("spaces.toml")).schedules[0]
-    first_seen = datetime.now(UTC) - timedelta(minutes=2)
-    row = ScheduleRow(
-        schedule.name, schedule.cron, schedule.policy.timezone, str(schedule.action)
-    )
-    store = open_store(url, config_path=None)
-    try:
-        store.register_schedules([row], first_seen)
-    finally:
-        store.close()
-    return first_seen
 
 
 def _check_each_slot_acted_at_most_once(

@@ -33,16 +33,16 @@ from daemons import (
     config_text,
     match_actions,
     printed_outcomes,
+    register_early,
     start_daemon,
     stored_outcomes,
     world,
 )
-from spaces_scheduler.config import parse_config
 from spaces_scheduler.hubsim import HubSim
 from spaces_scheduler.outcome import OutcomeKind
 from spaces_scheduler.plan import jitter_offset, parse_cron, slots_between
 from spaces_scheduler.sharing import HANDOVER
-from spaces_scheduler.store import ScheduleRow, open_store
+from spaces_scheduler.store import open_store
 from spaces_scheduler.store.base import RunRecord, Store
 
 SPACES = [f"crash/space-{n:03d}" for n in range(300)]
@@ -67,7 +67,7 @@ def test_kills_at_random_points_lose_nothing_and_run_nothing_twice(
     url = sim.url
     config = config_text(SPACES, lease=f"{LEASE.seconds}s", jitter="59s")
     state = f"sqlite:///{tmp_path}/state.db"
-    first_seen = _register_early(config, state)
+    first_seen = register_early(config, state)
     log = tmp_path / "daemons.log"
 
     def start() -> Daemon:
@@ -99,21 +99,6 @@ def test_kills_at_random_points_lose_nothing_and_run_nothing_twice(
     _check_interrupted_runs_are_abandoned(killed, runs, context)
     # A run another (dead) daemon was preferred for waits the hand-over delay.
     _check_every_slot_has_one_row(runs, first_seen, ended - HANDOVER - 2 * SECOND)
-
-
-def _register_early(config: str, state: str) -> datetime:
-    """Record the schedule as seen two minutes ago, so work is due at once."""
-    schedule = parse_config(config, Path("spaces.toml")).schedules[0]
-    first_seen = datetime.now(UTC) - timedelta(minutes=2)
-    row = ScheduleRow(
-        schedule.name, schedule.cron, schedule.policy.timezone, str(schedule.action)
-    )
-    store = open_store(state, config_path=None)
-    try:
-        store.register_schedules([row], first_seen)
-    finally:
-        store.close()
-    return first_seen
 
 
 def _wait_for_expiry(state: str, dead: tuple[str, ...], *, timeout: float) -> None:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from spaces_scheduler.dispatch import Dispatcher, DueRun, utc_now
+from spaces_scheduler.dispatch import Dispatcher, DueRun, schedule_rows, utc_now
 from spaces_scheduler.errors import StoreError
 from spaces_scheduler.outcome import Outcome
 from spaces_scheduler.plan import (
@@ -35,7 +35,7 @@ from spaces_scheduler.plan import (
     slots_between,
 )
 from spaces_scheduler.sharing import Sharing
-from spaces_scheduler.store.base import Claim, ScheduleRow
+from spaces_scheduler.store.base import Claim
 
 if TYPE_CHECKING:
     from spaces_scheduler.config import Config, Schedule
@@ -123,10 +123,7 @@ class Daemon:
 
     def load(self, now: datetime) -> None:
         """Build the heap from the config and the store, catching up once."""
-        rows = [
-            ScheduleRow(s.name, s.cron, s.policy.timezone, str(s.action))
-            for s in self.config.schedules
-        ]
+        rows = schedule_rows(self.config.schedules)
         self.store.register_schedules(rows, now)
         self._chores(now)  # expire dead claims, and see the peers before sharing
 

@@ -103,11 +103,15 @@ def run_demo(*, duration: float | None, folder: Path | None) -> None:
     from spaces_scheduler.acting import SpaceResolver, schedule_executor, scheduled_line
     from spaces_scheduler.config import load_config
     from spaces_scheduler.daemon import Daemon
-    from spaces_scheduler.dispatch import Dispatcher, Finished, utc_now
+    from spaces_scheduler.dispatch import (
+        Dispatcher,
+        Finished,
+        schedule_rows,
+        utc_now,
+    )
     from spaces_scheduler.hub import HubClient, RequestBudget
     from spaces_scheduler.hubsim import HubSim, World
     from spaces_scheduler.store import open_store
-    from spaces_scheduler.store.base import ScheduleRow
 
     logging.getLogger("spaces_scheduler").setLevel(logging.WARNING)
     home = folder or Path(tempfile.mkdtemp(prefix="spaces-scheduler-demo-"))
@@ -130,10 +134,7 @@ def run_demo(*, duration: float | None, folder: Path | None) -> None:
     # As if the daemon had been down for two minutes: the first round is the
     # catch-up of the newest missed slot, the older one is recorded coalesced.
     started = utc_now()
-    rows = [
-        ScheduleRow(s.name, s.cron, s.policy.timezone, str(s.action))
-        for s in config.schedules
-    ]
+    rows = schedule_rows(config.schedules)
     store.register_schedules(rows, started - timedelta(minutes=2, seconds=5))
 
     def show(finished: Finished) -> None:

@@ -39,6 +39,7 @@ from spaces_scheduler.store.base import (
     ClaimRequest,
     Refusal,
     RunKey,
+    ScheduleRow,
     Store,
     Trigger,
 )
@@ -57,6 +58,13 @@ FINISH_RETRY = (0.5, 1.0, 2.0, 5.0)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def schedule_rows(schedules: Iterable[Schedule]) -> list[ScheduleRow]:
+    """Return the schedules as the store remembers them."""
+    return [
+        ScheduleRow(s.name, s.cron, s.policy.timezone, str(s.action)) for s in schedules
+    ]
 
 
 def new_owner() -> str:

@@ -21,7 +21,7 @@ from spaces_scheduler.acting import (
     schedule_executor,
     scheduled_line,
 )
-from spaces_scheduler.dispatch import Dispatcher, Finished, utc_now
+from spaces_scheduler.dispatch import Dispatcher, Finished, schedule_rows, utc_now
 from spaces_scheduler.oneshot import Selection, due_runs, fire, select_schedules
 from spaces_scheduler.store import open_store
 
@@ -170,13 +170,7 @@ def webhook_receiver(
 
 
 def _register(store: Store, config: Config, now: Any) -> None:
-    from spaces_scheduler.store.base import ScheduleRow
-
-    rows = [
-        ScheduleRow(s.name, s.cron, s.policy.timezone, str(s.action))
-        for s in config.schedules
-    ]
-    store.register_schedules(rows, now)
+    store.register_schedules(schedule_rows(config.schedules), now)
 
 
 def run_daemon(
