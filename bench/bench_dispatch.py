@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,7 @@ class Herd:
     dropped: int
     twice: int = 0
     late_start: bool = False  # a process was still building at the herd's instant
+    handoff: list[float] = field(default_factory=list)  # ours: put on the queue
 
 
 def config_text(count: int, cron: str, *, lease: str = "2m") -> str:
@@ -97,8 +98,10 @@ def ours(url: str, count: int, *, daemons: int = 1, lead: float = 8.0) -> Herd:
 
     seen = [key for result in results for key in result["keys"]]
     lateness = [value for result in results for value in result["lateness"]]
+    handoff = [value for result in results for value in result["handoff"]]
     return Herd(
         lateness=lateness,
+        handoff=handoff,
         dropped=count - len(set(seen)),
         twice=len(seen) - len(set(seen)),
         late_start=any(result["late_start"] for result in results),
@@ -142,6 +145,17 @@ def _our_worker(
     dispatcher = Dispatcher(
         store, execute, owner=owner, clock=clock, lease=config.daemon.lease
     )
+    # The instant each claimed run is handed to the runner (put on the queue
+    # the worker threads take runs from), which is what issue 3 names.
+    handoff: list[float] = []
+    submit = dispatcher._pool.submit
+
+    def handing_over(task: Any, *, busy: int) -> None:
+        run = task.args[0]
+        handoff.append((clock() - run.due_at).total_seconds())
+        submit(task, busy=busy)
+
+    dispatcher._pool.submit = handing_over  # type: ignore[method-assign]
     daemon = Daemon(config, dispatcher, spaces_of=lambda s: list(s.spaces), clock=clock)
     daemon.load(clock())
     late_start = time.time() > herd_at
@@ -153,7 +167,14 @@ def _our_worker(
     daemon.stop()
     loop.join(60)
     store.close()
-    queue.put({"lateness": lateness, "keys": keys, "late_start": late_start})
+    queue.put(
+        {
+            "lateness": lateness,
+            "handoff": handoff,
+            "keys": keys,
+            "late_start": late_start,
+        }
+    )
 
 
 # -- APScheduler -----------------------------------------------------------------------
@@ -234,13 +255,17 @@ def lateness(counts: tuple[int, ...] = (1000, 10_000)) -> None:
             mine = ours(f"sqlite:///{folder}/state.db", count)
         theirs = apscheduler(count)
         ratio = quantile(theirs.lateness, 0.99) / quantile(mine.lateness, 0.99)
+        handed = Herd(lateness=mine.handoff, dropped=mine.dropped)
+        ratio_handed = quantile(theirs.lateness, 0.99) / quantile(mine.handoff, 0.99)
         target = "p99 < 50 ms" if count <= 1000 else ">= 10x better"
         report(
             f"(a) {count:,} schedules due at one instant: lateness to the run's start",
             [
-                *herd_rows("spaces-scheduler, SQLite", mine, count),
-                *herd_rows("APScheduler 3.11 defaults", theirs, count),
-                (f"p99 ratio APScheduler/ours (target {target})", f"{ratio:.1f}x"),
+                *herd_rows("spaces-scheduler, SQLite, run started", mine, count),
+                *herd_rows("spaces-scheduler, claimed and handed over", handed, count),
+                *herd_rows("APScheduler 3.11 defaults, job started", theirs, count),
+                (f"p99 ratio, started (target {target})", f"{ratio:.1f}x"),
+                ("p99 ratio, our hand-over to their start", f"{ratio_handed:.1f}x"),
             ],
         )
 
