@@ -396,10 +396,13 @@ def test_one_failing_run_does_not_stop_the_others(
     assert words == {"acme/a": "failed", "acme/b": "ok"}
 
 
+HERD = [f"acme/space-{n:03d}" for n in range(120)]
+
+
 def test_a_herd_is_claimed_before_its_instant_and_started_at_it(
     harness: Callable[[str], Harness],
 ) -> None:
-    h = harness(EVERY_5)
+    h = harness(EVERY_5.replace('["acme/a", "acme/b"]', repr(HERD).replace("'", '"')))
     h.start()
 
     h.step(T0 + 5 * MINUTE - timedelta(seconds=1))
@@ -407,8 +410,24 @@ def test_a_herd_is_claimed_before_its_instant_and_started_at_it(
     # Claimed a moment ahead, so that the instant itself only starts them.
     assert h.ran == []
     assert {o[3] for o in h.outcomes()} == {"claimed"}
+    assert len(h.outcomes()) == len(HERD)
 
     h.step(T0 + 5 * MINUTE)
 
-    assert sorted(r.space for r in h.ran) == ["acme/a", "acme/b"]
+    assert sorted(r.space for r in h.ran) == HERD
     assert all(f.lateness == 0 for f in h.finished)
+
+
+def test_a_few_runs_are_claimed_at_their_instant(
+    harness: Callable[[str], Harness],
+) -> None:
+    # A claim made early is lost with a process that dies before the instant.
+    h = harness(EVERY_5)
+    daemon = h.start()
+
+    h.step(T0 + 5 * MINUTE - timedelta(seconds=1))
+
+    assert h.outcomes() == []
+    assert daemon.next_wake() == T0 + 5 * MINUTE
+    h.step(T0 + 5 * MINUTE)
+    assert sorted(r.space for r in h.ran) == ["acme/a", "acme/b"]

@@ -19,7 +19,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ HEARTBEAT = timedelta(seconds=15)
 # How long before its instant a run is claimed: long enough to write the
 # claims of a herd of 10,000 (about half a second on SQLite) before it is due.
 ARM_AHEAD = timedelta(seconds=2)
+ARM_HERD = 100  # runs due within ARM_AHEAD that make a herd
 EXPIRE_EVERY = timedelta(seconds=30)
 REFRESH_PATTERNS = timedelta(minutes=10)
 SHUTDOWN_GRACE = 30.0
@@ -92,6 +93,8 @@ class Daemon:
         self._heap: list[tuple[datetime, int, int, datetime]] = []
         # Claimed runs waiting for their instant: (due_at, tie, run, claim).
         self._armed: list[tuple[datetime, int, DueRun, Claim]] = []
+        # No look-ahead before this instant: what lies ahead is no herd.
+        self._look_ahead_from = datetime.min.replace(tzinfo=UTC)
         self._pairs: list[Pair] = []
         self._counter = itertools.count()
         self._wake = threading.Event()
@@ -205,11 +208,7 @@ class Daemon:
         if now >= self._next_refresh and self._has_patterns():
             self.load(now)
 
-        popped = []
-        horizon = now + ARM_AHEAD
-        while self._heap and self._heap[0][0] <= horizon:
-            _, _, index, slot = heapq.heappop(self._heap)
-            popped.append((index, slot))
+        popped = self._pop_due(now)
         self._arm([self._pairs[i].due(slot) for i, slot in popped], now)
         self._launch_due(now)
         # The herd first: the next slots (a cron evaluation each) can wait.
@@ -217,6 +216,26 @@ class Daemon:
             self._push_next(index, self._pairs[index], after=slot)
         self.dispatcher.dispatch(self._window_runs(now) + self._take_triggered())
         return self.next_wake()
+
+    def _pop_due(self, now: datetime) -> list[tuple[int, datetime]]:
+        """Pop the pairs due now, and those due within ARM_AHEAD if a herd.
+
+        Only a herd is claimed ahead: a claim made early is lost with its
+        process if that dies before the instant, so a few runs are claimed at
+        their instant, when writing their claims takes no time to speak of.
+        """
+        horizon = now + ARM_AHEAD if now >= self._look_ahead_from else now
+        entries = []
+        while self._heap and self._heap[0][0] <= horizon:
+            entries.append(heapq.heappop(self._heap))
+
+        upcoming = [entry for entry in entries if entry[0] > now]
+        if upcoming and len(upcoming) < ARM_HERD:
+            for entry in upcoming:
+                heapq.heappush(self._heap, entry)
+            self._look_ahead_from = min(entry[0] for entry in upcoming)
+            entries = [entry for entry in entries if entry[0] <= now]
+        return [(index, slot) for _, _, index, slot in entries]
 
     def _arm(self, due: list[DueRun], now: datetime) -> None:
         """Claim the runs this daemon is preferred for, and the others' once due.
@@ -246,7 +265,9 @@ class Daemon:
     def next_wake(self) -> datetime | None:
         times = [self._next_chores]
         if self._heap:
-            times.append(self._heap[0][0] - ARM_AHEAD)
+            top = self._heap[0][0]
+            ahead = top > self._look_ahead_from
+            times.append(top - ARM_AHEAD if ahead else top)
         if self._armed:
             times.append(self._armed[0][0])
         if self._next_boundary is not None:

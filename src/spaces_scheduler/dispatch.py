@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=2)
 YIELD_AT_MOST = 2.0  # seconds an outcome may wait for a herd to be started
+YIELD_PER_RUN = 0.0001  # ... in proportion to the herd: 0.1 s for 1,000 runs
 MAX_WORKERS = 256
 # Pauses between attempts to record an outcome while the store is unreachable.
 FINISH_RETRY = (0.5, 1.0, 2.0, 5.0)
@@ -125,6 +126,7 @@ class Dispatcher:
         self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._renewer = _Renewer(self)
+        self._herd_until = 0.0  # monotonic; see _Recorder._yield_to_starts
         self._recorder = _Recorder(self)
         self._recorded: dict[int, Future[None]] = {}
 
@@ -176,7 +178,11 @@ class Dispatcher:
 
     def launch(self, armed: Iterable[tuple[DueRun, Claim]]) -> list[Future[None]]:
         """Start armed runs now; their lateness is counted from here."""
+        armed = list(armed)
         now = self.clock()
+        # The recorder stands back while a herd this size is being started.
+        busy_for = min(YIELD_AT_MOST, YIELD_PER_RUN * len(armed))
+        self._herd_until = max(self._herd_until, time.monotonic() + busy_for)
         return [self._start(run, claim, now) for run, claim in armed]
 
     def prestart(self, count: int) -> None:
@@ -488,9 +494,8 @@ class _Recorder:
         renewed); runs queued only because every thread is busy make it wait
         no longer than one look.
         """
-        deadline = time.monotonic() + YIELD_AT_MOST
         queued = self.dispatcher._pool.queued()
-        while queued and time.monotonic() < deadline:
+        while queued and time.monotonic() < self.dispatcher._herd_until:
             time.sleep(0.002)
             before, queued = queued, self.dispatcher._pool.queued()
             if queued >= before:
