@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -163,3 +164,22 @@ def connections(application_name: str) -> int:
         row = conn.execute(query, (application_name,)).fetchone()
     assert row is not None
     return int(row[0])
+
+
+@pytest.mark.postgres
+def test_a_reading_command_does_not_create_a_store_in_an_empty_schema(
+    postgres_server: str,
+) -> None:
+    from spaces_scheduler.store import open_store
+
+    name = f"store_empty_{uuid.uuid4().hex[:8]}"
+    test_store.admin_execute(f"CREATE SCHEMA {name}")
+    url = f"{postgres_server}?options=-csearch_path%3D{name}"
+    try:
+        with pytest.raises(StoreError, match="No state store at"):
+            open_store(url, config_path=None, must_exist=True)
+        store = open_store(url, config_path=None)  # a writer creates it
+        store.close()
+        open_store(url, config_path=None, must_exist=True).close()
+    finally:
+        test_store.admin_execute(f"DROP SCHEMA {name} CASCADE")

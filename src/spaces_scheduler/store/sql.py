@@ -34,6 +34,7 @@ from sqlalchemy import (
     and_,
     delete,
     func,
+    inspect,
     or_,
     select,
     update,
@@ -76,13 +77,34 @@ DONE = "done"
 def open_url(text: str, *, must_exist: bool = False) -> SqlStore:
     """Open (and migrate) the store at a `sqlite:` or `postgresql:` URL.
 
-    With `must_exist`, a SQLite file that is not there is an error instead of
-    a new, empty store: commands that only read should not invent one.
+    With `must_exist`, a SQLite file or a PostgreSQL schema without the store's
+    tables is an error instead of a new, empty store: commands that only read
+    should not invent one.
     """
     url = parse_url(text)
     if url.get_backend_name() == "sqlite":
         return _open(sqlite_engine(url, must_exist=must_exist))
-    return _open(postgresql_engine(url))
+    engine = postgresql_engine(url)
+    if must_exist:
+        _check_has_store(engine)
+    return _open(engine)
+
+
+def _check_has_store(engine: Engine) -> None:
+    """Raise StoreError when the database holds no store (no `meta` table)."""
+    try:
+        found = inspect(engine).has_table(schema.meta.name)
+    except DBAPIError as exc:
+        engine.dispose()
+        label = mask(engine.url.render_as_string(hide_password=False))
+        raise StoreError(f"The state store {label} failed: {exc.orig}") from None
+    if not found:
+        engine.dispose()
+        label = mask(engine.url.render_as_string(hide_password=False))
+        raise StoreError(
+            f"No state store at {label}: nothing has run with it yet, or --state "
+            "/ SPACES_SCHEDULER_STATE names the wrong database or schema."
+        )
 
 
 def open_sqlite(path: Path, *, must_exist: bool = False) -> SqlStore:
