@@ -9,7 +9,6 @@ the commands that need them, so a one-shot command starts fast.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -299,14 +298,6 @@ def hub_sim(ctx: click.Context, port: int, world: str | None, debug: bool) -> No
 
     setup(ctx, debug=debug)
     serve_forever(port=port, world_path=world)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
-
-
-def config_dir(config: Config | None) -> Path:
-    return config.path.parent if config is not None else Path.cwd()
 
 
 # -- schedules --------------------------------------------------------------------

@@ -379,10 +379,6 @@ class Dispatcher:
         with self._lock:
             return len(self._inflight)
 
-    def busy_spaces(self) -> set[str]:
-        with self._lock:
-            return {claim.key.space for claim in self._inflight.values()}
-
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the runs in flight; return whether all ended within `timeout`.
 
