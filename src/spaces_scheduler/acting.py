@@ -212,6 +212,12 @@ def run_line(space: str, action: str, outcome: Outcome, *, width: int = 0) -> st
     return f"{space:<{width}}  {action}  {outcome.line()}"
 
 
+def echo_log_tail(outcome: Outcome) -> None:
+    """Print the build-log lines of a failed run to stderr, under its line."""
+    for line in outcome.log_tail:
+        click.echo(f"    | {line}", err=True)
+
+
 class Printer:
     """Prints run lines as runs finish, with a progress line on a terminal."""
 
@@ -230,8 +236,7 @@ class Printer:
             if self._progress:
                 click.echo("\r\033[K", nl=False, err=True)
             click.echo(run_line(job.space, str(job.action), outcome, width=self.width))
-            for line in outcome.log_tail:
-                click.echo(f"    | {line}", err=True)
+            echo_log_tail(outcome)
             if self._progress and self.done < self.total:
                 click.echo(
                     f"{self.done}/{self.total} done, {self.failed} failed",

@@ -17,6 +17,7 @@ from spaces_scheduler.acting import (
     CHECK_DEADLINE,
     SpaceResolver,
     check_access,
+    echo_log_tail,
     open_hub,
     schedule_executor,
     scheduled_line,
@@ -55,8 +56,7 @@ def _spaces_table(
 def _printer(width: int) -> Callable[[Finished], None]:
     def show(finished: Finished) -> None:
         click.echo(scheduled_line(finished, width=width))
-        for line in finished.outcome.log_tail:
-            click.echo(f"    | {line}", err=True)
+        echo_log_tail(finished.outcome)
 
     return show
 
@@ -271,7 +271,8 @@ def _notifier(config: Config, store: Store) -> Any:
     )
 
 
-def _access_token(config: Config) -> str | None:
+def web_access_token(config: Config) -> str | None:
+    """Return the dashboard's access token from `[web] access_token_env`, if set."""
     import os
 
     name = config.web.access_token_env
@@ -284,7 +285,7 @@ def _check_web(config: Config) -> None:
         from spaces_scheduler.web.server import checked_listen
     except ImportError:
         return  # no web extra: no dashboard will be served
-    checked_listen(config.web.listen, access_token=_access_token(config))
+    checked_listen(config.web.listen, access_token=web_access_token(config))
 
 
 def _web_url(config: Config) -> str:
@@ -311,7 +312,7 @@ def start_web(config: Config, store: Store, client: HubClient, daemon: Any) -> A
         alive = last is not None and (utc_now() - last).total_seconds() < 45
         return {"loop_alive": alive, "last_step": last.isoformat() if last else None}
 
-    access_token = _access_token(config)
+    access_token = web_access_token(config)
     app = build_app(
         config=config,
         store=store,

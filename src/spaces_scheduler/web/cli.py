@@ -7,7 +7,6 @@ through the Hub client. Without a Hub token the pages are read-only.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from types import FrameType
@@ -48,7 +47,7 @@ def serve(
 ) -> None:
     """Serve the dashboard, JSON API and /metrics from the state store."""
     from spaces_scheduler.acting import SpaceResolver, open_hub
-    from spaces_scheduler.service import make_watcher, poll_first
+    from spaces_scheduler.service import make_watcher, poll_first, web_access_token
     from spaces_scheduler.store import open_store
     from spaces_scheduler.web import WebServer, build_app
     from spaces_scheduler.web.runnow import InProcessRuns
@@ -70,8 +69,7 @@ def serve(
     except CredentialsError as exc:
         log.warning("run now and webhooks are off: %s", exc)
 
-    variable = config.web.access_token_env
-    access_token = os.environ.get(variable) if variable else None
+    access_token = web_access_token(config)
     app = build_app(config=config, store=store, run_now=runner, webhook=webhook)
     server = WebServer(
         app, listen=listen or config.web.listen, access_token=access_token
