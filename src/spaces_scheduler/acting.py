@@ -187,13 +187,8 @@ def run_options(
     """
     base = RunOptions()
     if config is not None:
-        policy = config.defaults
-        base = RunOptions(
-            wait=policy.wait.total_seconds(),
-            if_busy=policy.if_busy,
-            escalate=policy.escalate,
-            poll_first=config.hub.poll.total_seconds(),
-        )
+        poll = config.hub.poll.total_seconds()
+        base = RunOptions.of(config.defaults, poll_first=poll)
     if no_wait:
         wait_seconds = None
     else:
@@ -321,13 +316,7 @@ def schedule_executor(
     """
 
     def run(due: DueRun) -> Outcome:
-        policy = due.schedule.policy
-        options = RunOptions(
-            wait=policy.wait.total_seconds(),
-            if_busy=policy.if_busy,
-            escalate=policy.escalate,
-            poll_first=poll_first,
-        )
+        options = RunOptions.of(due.schedule.policy, poll_first=poll_first)
         job = Job(due.space, due.schedule.action, options)
         if watcher is not None:
             return watcher.run(due, lambda: run_one(client, job))

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from spaces_scheduler.action import Action, ActionKind
 from spaces_scheduler.errors import HubError
@@ -25,6 +26,9 @@ from spaces_scheduler.hub import (
     Runtime,
 )
 from spaces_scheduler.outcome import Outcome, OutcomeKind
+
+if TYPE_CHECKING:
+    from spaces_scheduler.config import RunPolicy
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,16 @@ class RunOptions:
     escalate: str = "rebuild-once"
     poll_first: float = 2.0
     poll_cap: float = 15.0
+
+    @classmethod
+    def of(cls, policy: RunPolicy, *, poll_first: float) -> RunOptions:
+        """Return the options a schedule's (or `[defaults]`) policy sets."""
+        return cls(
+            wait=policy.wait.total_seconds(),
+            if_busy=policy.if_busy,
+            escalate=policy.escalate,
+            poll_first=poll_first,
+        )
 
     @property
     def leave_bound(self) -> float:

@@ -238,12 +238,7 @@ def window_executor(
 def reconcile(client: HubClient, due: DueRun, *, poll_first: float) -> Outcome:
     """Read the Space's runtime once; act only where it differs from the state."""
     policy = due.schedule.policy
-    options = RunOptions(
-        wait=policy.wait.total_seconds(),
-        if_busy=policy.if_busy,
-        escalate=policy.escalate,
-        poll_first=poll_first,
-    )
+    options = RunOptions.of(policy, poll_first=poll_first)
     calls = client.calls(deadline=time.monotonic() + policy.wait.total_seconds())
     try:
         runtime = calls.runtime(due.space)
